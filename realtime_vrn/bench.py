@@ -1,0 +1,156 @@
+"""Benchmark mode: the pipeline's FPS and per-stage latency, plus the stage references, in one JSON.
+
+Everything is measured in one run on the same machine so that ratios are meaningful on noisy hosts: the
+surface extraction is compared with scikit-image's marching cubes on the full 200x192x192 volume for the
+same network outputs; the network is timed with each backend; rendering with a 150k-triangle mesh.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+import os
+import platform
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime_vrn.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: Network outputs kept from the run for the surface comparison (spread over the clip).
+SURFACE_SAMPLES = 8
+#: Issue targets, reported next to the measurements (pass / fail is for the reader, never asserted in tests).
+TARGETS = {
+    "landmarks+crop_median_ms": 5.0,
+    "surface_speedup_vs_skimage": 3.0,
+    "surface_distance_voxels": 0.5,
+}
+PACKAGES = ("numpy", "torch", "onnxruntime", "openvino", "mediapipe", "opencv-contrib-python", "scikit-image",
+            "moderngl", "cupy-cuda12x", "cupy-cuda13x", "tensorrt")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_info() -> dict[str, Any]:
+    """Hardware and versions for the benchmark JSON."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "versions": versions,
+    }
+
+
+def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20, render: bool = False) -> dict:
+    """Run the pipeline headless on the configured source and measure the stage references.
+
+    Returns a JSON-ready dict; also prints a short table.
+    """
+    from realtime_vrn.pipeline import run
+
+    config.render = render
+    config.progress = False
+    logits: list[np.ndarray] = []
+    seen = [0]
+
+    def keep(rec) -> None:
+        if rec.logits is not None:
+            seen[0] += 1
+            if len(logits) < SURFACE_SAMPLES and seen[0] % 10 == 1:
+                logits.append(rec.logits.copy())
+
+    summary = run(config, on_frame=keep)
+    result: dict[str, Any] = {"pipeline": asdict(summary)}
+    lc = summary.stages.get("landmarks+crop", {}).get("median_ms")
+    print(f"pipeline: {summary.fps:.1f} FPS over {summary.frames} frames ({summary.frames_without_face} without "
+          f"a face); landmarks+crop median {lc if lc is None else round(lc, 2)} ms (target <= 5); "
+          f"RSS {summary.rss_start_mb:.0f} -> {summary.rss_end_mb:.0f} MiB")
+    if logits:
+        result["surface"] = _surface_comparison(logits, surface_runs)
+    if backends:
+        result["network"] = _network_backends(config, backends)
+    if render:
+        result["render"] = _render_reference()
+    result["targets"] = TARGETS
+    result["environment"] = environment_info()
+    return result
+
+
+def _surface_comparison(logits: list[np.ndarray], runs: int) -> dict:
+    from realtime_vrn.surface.reference import compare_with_reference
+
+    per_frame = [compare_with_reference(x, runs=runs) for x in logits]
+    keys = ("fast_median_ms", "reference_median_ms", "speedup", "mean_distance", "p95_distance")
+    agg = {k: float(np.median([r[k] for r in per_frame])) for k in keys if k in per_frame[0]}
+    agg["worst_p95_distance"] = float(max(r.get("p95_distance", 0.0) for r in per_frame))
+    agg["frames"] = len(per_frame)
+    print(f"surface: fast {agg.get('fast_median_ms', 0):.1f} ms vs scikit-image full volume "
+          f"{agg.get('reference_median_ms', 0):.1f} ms -> {agg.get('speedup', 0):.1f}x; distance mean "
+          f"{agg.get('mean_distance', 0):.3f} / p95 {agg.get('p95_distance', 0):.3f} voxel (target >= 3x, <= 0.5)")
+    return {"median_over_frames": agg, "per_frame": per_frame}
+
+
+def _network_backends(config: RunConfig, backends: str) -> dict:
+    from realtime_vrn.backends.base import backend_names
+    from realtime_vrn.backends.bench import benchmark_backends
+    from realtime_vrn.weights.registry import resolve_weights
+
+    names = backend_names() if backends == "all" else [b.strip() for b in backends.split(",") if b.strip()]
+    weights = resolve_weights(config.model, config.weights)
+    out = benchmark_backends(weights, names)
+    for name, r in out.items():
+        if isinstance(r, dict) and "median_ms" in r:
+            print(f"network [{name}]: median {r['median_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms")
+        else:
+            print(f"network [{name}]: {r}")
+    return out
+
+
+def _render_reference() -> dict:
+    from realtime_vrn.render.bench import benchmark_render
+
+    r = benchmark_render()
+    print(f"render: 1280x720 overlay, {r.get('triangles', '?')} triangles: median {r.get('median_ms', 0):.1f} ms, "
+          f"p95 {r.get('p95_ms', 0):.1f} ms (target <= 10)")
+    return r

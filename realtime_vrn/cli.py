@@ -1,0 +1,287 @@
+"""The ``realtime-vrn`` command.
+
+    realtime-vrn [--camera N | --video FILE | --image FILE|DIR] [options]   reconstruct (default: the demo clip)
+    realtime-vrn bench [same options] [--json FILE]                        benchmark the pipeline
+    realtime-vrn weights fetch | convert FILE | list                       official / installed models
+    realtime-vrn data | train | eval                                        our synthetic-data models
+
+A user error prints one line (``realtime-vrn: error: ...``) and exits with status 2; nothing else prints a
+traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from realtime_vrn import __version__
+from realtime_vrn.errors import ConfigError, VRNError
+
+log = logging.getLogger("realtime_vrn")
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+#: Default outputs of the demo run (no input given), relative to the working directory.
+DEMO_OUTPUT_DIR = Path("realtime-vrn-output")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit status 2 (no usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _camera_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a camera index (0, 1, ...), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a camera index >= 0, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("input (default: the bundled demo clip)")
+    src.add_argument("--camera", type=_camera_index, metavar="N", help="camera index (0 = default webcam)")
+    src.add_argument("--video", type=Path, metavar="FILE", help="video file")
+    src.add_argument("--image", type=Path, metavar="FILE|DIR", help="image file or folder of images")
+    src.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    src.add_argument("--loop", action="store_true", default=None,
+                     help="replay a video file or folder until --max-frames (soak tests)")
+    src.add_argument("--realtime", action="store_true", default=None,
+                     help="video files: drop frames when slower than the file's frame rate (as a camera)")
+    out = p.add_argument_group("output")
+    out.add_argument("--output", type=Path, metavar="FILE|DIR",
+                     help="video file (.mp4) or image file/folder with the reconstruction drawn in")
+    out.add_argument("--export", type=Path, metavar="DIR", help="write meshes into DIR")
+    out.add_argument("--export-every", type=_positive_int, metavar="N", help="export every N-th mesh (default 1)")
+    out.add_argument("--mesh-format", choices=("obj", "ply"), help="mesh file format (default obj)")
+    out.add_argument("--y-up", action="store_true", default=None,
+                     help="export meshes with y up (MeshLab/Blender); default is frame pixels, y down")
+    out.add_argument("--headless", action="store_true", default=None, help="never open a window")
+    out.add_argument("--view", choices=("overlay", "side_by_side", "mesh3d"), help="what to draw (default overlay)")
+    out.add_argument("--blend", type=_unit_float, metavar="A", help="mesh opacity over the frame, 0-1")
+    out.add_argument("--virtual-camera", action="store_true", default=None,
+                     help="send the picture to a virtual camera (extra 'vcam': pyvirtualcam, GPL-2.0)")
+    out.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                     help="no progress bar")
+    mdl = p.add_argument_group("model")
+    mdl.add_argument("--model", metavar="NAME", help="installed model name (realtime-vrn weights list)")
+    mdl.add_argument("--weights", type=Path, metavar="FILE", help="checkpoint file (ours or converted)")
+    mdl.add_argument("--backend", metavar="NAME", help="inference backend: auto (default), torch, onnxruntime, openvino")
+    mdl.add_argument("--device", metavar="DEV", help="auto (default), cpu or cuda")
+    p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
+                   help="no temporal smoothing of the landmarks")
+    p.add_argument("--benchmark", type=Path, metavar="FILE", help="write the run's timing summary as JSON")
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with defaults for these options")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _run_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Real-time 3D face reconstruction (VRN) from a camera, video or images.",
+                epilog="subcommands: bench, weights, data, train, eval (see 'realtime-vrn SUBCOMMAND --help')")
+    p.add_argument("--version", action="version", version=f"realtime-vrn {__version__}")
+    _add_run_options(p)
+    _add_common(p)
+    return p
+
+
+def _bench_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Benchmark the pipeline headless and write JSON (FPS, stage latency).")
+    _add_run_options(p)
+    _add_common(p)
+    p.add_argument("--json", type=Path, metavar="FILE", default=Path("benchmark.json"),
+                   help="where to write the JSON (default benchmark.json)")
+    p.add_argument("--backends", metavar="LIST", default="",
+                   help="also time the network alone with these backends (comma separated, or 'all')")
+    p.add_argument("--surface-runs", type=_positive_int, default=20, metavar="N",
+                   help="runs of the surface comparison against scikit-image's full-volume marching cubes")
+    p.add_argument("--render", action="store_true", help="include offscreen rendering in the pipeline timing")
+    return p
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        for noisy in ("absl", "matplotlib", "PIL", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MediaPipe / TFLite / glog print C++ log lines at start-up; keep them out unless debugging.
+    os.environ.setdefault("GLOG_minloglevel", "2" if verbose < 2 else "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose < 2 else "0")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from realtime_vrn.config import load_config
+
+    fields = vars(args).copy()
+    return load_config(fields, config_file=fields.pop("config", None))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from realtime_vrn.pipeline import run
+
+    config = _config_from_args(args)
+    if config.is_demo:
+        _demo_defaults(config)
+    summary = run(config)
+    _print_summary(summary)
+    if config.benchmark is not None:
+        _write_json(config.benchmark, _summary_json(summary))
+    if summary.frames_with_face == 0 and summary.frames > 0:
+        print("no face was found in any frame: use a clip or camera with a visible, roughly frontal face",
+              file=sys.stderr)
+        return 1
+    return EXIT_OK
+
+
+def _demo_defaults(config) -> None:
+    """No input given: the bundled clip, headless, an annotated video and the last mesh in ./realtime-vrn-output."""
+    config.headless = True
+    if config.output is None:
+        config.output = DEMO_OUTPUT_DIR / "demo.mp4"
+    if config.export is None:
+        config.export = DEMO_OUTPUT_DIR / "meshes"
+        config.export_every = max(config.export_every, 30)
+    log.info("no input given: reconstructing the bundled demo clip into %s/", DEMO_OUTPUT_DIR)
+
+
+def _print_summary(summary) -> None:
+    stages = summary.stages
+    print(f"{summary.frames} frames in {summary.wall_s:.1f} s: {summary.fps:.1f} FPS "
+          f"({summary.frames_without_face} without a face, {summary.dropped_frames} dropped) - {summary.backend}")
+    order = ("landmarks", "crop", "network", "surface", "render", "output", "end_to_end")
+    for name in order:
+        if name in stages:
+            s = stages[name]
+            print(f"  {name:<11} median {s['median_ms']:7.2f} ms   p95 {s['p95_ms']:7.2f} ms")
+    for path in summary.outputs:
+        print(f"  wrote {path}")
+    if summary.meshes_exported:
+        print(f"  exported {summary.meshes_exported} meshes")
+
+
+def _summary_json(summary) -> dict:
+    from dataclasses import asdict
+
+    from realtime_vrn.bench import environment_info
+
+    return {"pipeline": asdict(summary), "environment": environment_info()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror}") from err
+    print(f"  wrote {path}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from realtime_vrn.bench import run_benchmark
+
+    json_path, backends, surface_runs, render = args.json, args.backends, args.surface_runs, args.render
+    for name in ("json", "backends", "surface_runs", "render"):
+        delattr(args, name)
+    config = _config_from_args(args)
+    config.headless = True
+    result = run_benchmark(config, backends=backends, surface_runs=surface_runs, render=render)
+    _write_json(json_path, result)
+    return EXIT_OK
+
+
+def _sub_parsers() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
+    """Subcommands contributed by other modules: name -> function(parser) that adds options + set_defaults(func)."""
+    out: dict[str, Callable] = {}
+    try:
+        from realtime_vrn.weights import cli as weights_cli
+
+        out["weights"] = weights_cli
+    except ImportError:
+        pass
+    try:
+        from realtime_vrn.training import cli as training_cli
+
+        for name in ("data", "train", "eval"):
+            out[name] = training_cli
+    except ImportError:
+        pass
+    return out
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "bench":
+        args = _bench_parser("realtime-vrn bench").parse_args(argv[1:])
+        _setup_logging(args.verbose, args.quiet)
+        return _guarded(_cmd_bench, args)
+    subs = _sub_parsers()
+    if argv and argv[0] in subs:
+        parser = _Parser(prog="realtime-vrn")
+        _add_common(parser)
+        sp = parser.add_subparsers(dest="command", required=True)
+        for module in {id(m): m for m in subs.values()}.values():
+            module.add_parser(sp)
+        args = parser.parse_args(argv)
+        _setup_logging(args.verbose, args.quiet)
+        return _guarded(args.func, args)
+    args = _run_parser("realtime-vrn").parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    return _guarded(_cmd_run, args)
+
+
+def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    debug = getattr(args, "debug", False)
+    for name in ("verbose", "quiet", "debug"):
+        if hasattr(args, name) and func in (_cmd_run, _cmd_bench):
+            delattr(args, name)
+    try:
+        return int(func(args) or 0)
+    except VRNError as err:
+        if debug:
+            raise
+        print(f"realtime-vrn: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("realtime-vrn: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _dispatch(list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""One typed configuration for a run, with every default in one place.
+
+Precedence: command line > environment (``REALTIME_VRN_<FIELD>``, e.g. ``REALTIME_VRN_BACKEND=onnxruntime``) >
+configuration file (TOML, ``--config FILE``, keys = field names) > the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from realtime_vrn.errors import ConfigError
+
+ENV_PREFIX = "REALTIME_VRN_"
+VIEWS = ("overlay", "side_by_side", "mesh3d")
+MESH_FORMATS = ("obj", "ply")
+SOURCE_FIELDS = ("camera", "video", "image")
+
+
+@dataclass
+class RunConfig:
+    """Everything a reconstruction run needs. Paths are ``Path``; None means "not asked for"."""
+
+    # input: exactly one of camera / video / image; none = the bundled demo clip
+    camera: int | None = None
+    video: Path | None = None
+    image: Path | None = None
+    # outputs
+    output: Path | None = None  # video file (.mp4/.avi) or image folder / image file
+    export: Path | None = None  # folder for meshes
+    export_every: int = 1  # export the mesh of every N-th frame with a face
+    mesh_format: str = "obj"
+    y_up: bool = False  # export with y up (MeshLab / Blender); default: frame pixels, y down
+    virtual_camera: bool = False
+    headless: bool = False
+    render: bool = False  # render even when nothing shows or records the picture (benchmarks)
+    view: str = "overlay"
+    blend: float = 0.7  # overlay opacity of the mesh over the frame
+    # model and inference
+    model: str | None = None  # installed model name (see `realtime-vrn weights list`)
+    weights: Path | None = None  # explicit checkpoint path (ours or converted)
+    backend: str = "auto"
+    device: str = "auto"
+    # behaviour
+    max_frames: int | None = None
+    loop: bool = False  # replay a video file or image folder until max_frames (soak tests)
+    realtime: bool = False  # video files: drop frames when processing is slower than the file's fps
+    smoothing: bool = True  # One Euro filter on the landmarks
+    benchmark: Path | None = None  # write benchmark JSON here
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "RunConfig":
+        sources = [n for n in ("camera", "video", "image") if getattr(self, n) is not None]
+        if len(sources) > 1:
+            raise ConfigError(f"give one input, got {', '.join('--' + s for s in sources)}")
+        if self.view not in VIEWS:
+            raise ConfigError(f"unknown view {self.view!r}; choose one of: {', '.join(VIEWS)}")
+        if self.mesh_format not in MESH_FORMATS:
+            raise ConfigError(f"unknown mesh format {self.mesh_format!r}; choose one of: {', '.join(MESH_FORMATS)}")
+        if not 0.0 <= self.blend <= 1.0:
+            raise ConfigError(f"--blend must be in [0, 1], got {self.blend}")
+        if self.export_every < 1:
+            raise ConfigError(f"--export-every must be >= 1, got {self.export_every}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"--max-frames must be >= 1, got {self.max_frames}")
+        if self.camera is not None and self.camera < 0:
+            raise ConfigError(f"--camera must be a camera index >= 0, got {self.camera}")
+        return self
+
+    @property
+    def is_demo(self) -> bool:
+        return self.camera is None and self.video is None and self.image is None
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Convert a value from the environment or a file to the field's type."""
+    f = {f.name: f for f in dataclasses.fields(RunConfig)}[name]
+    kind = str(f.type)
+    try:
+        if raw is None:
+            return None
+        if "bool" in kind:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "Path" in kind:
+            return Path(raw).expanduser()
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        return str(raw)
+    except ValueError as err:
+        raise ConfigError(f"bad value for {name}: {raw!r} ({kind} expected)") from err
+
+
+def load_config(cli: Mapping[str, Any], config_file: Path | None = None,
+                environ: Mapping[str, str] | None = None) -> RunConfig:
+    """Merge defaults < file < environment < command line into a validated RunConfig.
+
+    ``cli`` holds only the options the user actually gave (None values are ignored).
+    """
+    names = {f.name for f in dataclasses.fields(RunConfig)} - {"extra"}
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError as err:
+            raise ConfigError(f"configuration file not found: {config_file}") from err
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"configuration file {config_file} is not valid TOML: {err}") from err
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown keys in {config_file}: {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+    env = os.environ if environ is None else environ
+    for name in names:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw)
+    given = {k: v for k, v in cli.items() if v is not None and k in names}
+    if any(k in given for k in SOURCE_FIELDS):  # an input on the command line replaces any other input
+        for k in SOURCE_FIELDS:
+            values.pop(k, None)
+    values.update(given)
+    return RunConfig(**values).validate()

@@ -1,0 +1,173 @@
+"""Everything a run writes or shows: rendering, window, video/image files, meshes, virtual camera.
+
+``Outputs.push(reconstruction)`` renders once per frame (only if something consumes the picture) and hands
+the picture to every sink. Returns False when the user asked to stop (window closed, q / Esc).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from realtime_vrn.config import RunConfig
+from realtime_vrn.errors import OutputError
+from realtime_vrn.stats import LatencyStats
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+#: Stages shown on the HUD, in pipeline order.
+HUD_STAGES = ("landmarks", "crop", "network", "surface", "render")
+
+
+def display_available() -> bool:
+    """True when a window can be opened (X11 / Wayland display set)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class Outputs:
+    """Context manager owning the renderer and sinks of one run."""
+
+    def __init__(self, config: RunConfig, source: Any, summary: Any) -> None:
+        self.config = config
+        self.source = source
+        self.summary = summary
+        self.view = config.view
+        self.blend = config.blend
+        self._renderer = None
+        self._window = None
+        self._sinks: list[Any] = []
+        self._frames_with_face = 0
+        self._last_mesh = None
+        self._fps_ema: float | None = None
+        self._last_t: float | None = None
+
+    # -- set-up -----------------------------------------------------------------------------------------
+    def __enter__(self) -> "Outputs":
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def wants_window(self) -> bool:
+        c = self.config
+        return not c.headless and (c.camera is not None or (display_available() and not c.is_demo and
+                                                             c.output is None and c.export is None))
+
+    def _open(self) -> None:
+        c = self.config
+        width, height = self.source.size
+        fps = self.source.fps or 30.0
+        if c.export is not None:
+            try:
+                c.export.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"cannot create the mesh folder {c.export}: {err.strerror}") from err
+        if self.wants_window:
+            from realtime_vrn.render.window import Window
+
+            self._window = Window(width, height, title=f"realtime-vrn - {self.source.name}")
+            self._window.on_export = self._export_current
+        if c.output is not None:
+            self._sinks.append(self._file_sink(c.output, width, height, fps))
+        if c.virtual_camera:
+            from realtime_vrn.sinks.virtual_camera import VirtualCameraSink
+
+            self._sinks.append(VirtualCameraSink(width, height, fps))
+        if self._window is not None or self._sinks or c.render:
+            from realtime_vrn.render import Renderer
+
+            self._renderer = Renderer(width, height, context=getattr(self._window, "ctx", None))
+
+    def _file_sink(self, path: Path, width: int, height: int, fps: float):
+        from realtime_vrn.sinks.files import ImageFolderWriter, VideoFileWriter
+
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            return VideoFileWriter(path, width, height, fps)
+        if suffix in IMAGE_SUFFIXES:
+            return ImageFolderWriter(path.parent, pattern=path.stem + "_{:06d}" + suffix)
+        return ImageFolderWriter(path)
+
+    def close(self) -> None:
+        for sink in self._sinks:
+            try:
+                sink.close()
+                path = getattr(sink, "path", None)
+                if path is not None:
+                    self.summary.outputs.append(str(path))
+            except Exception as err:  # noqa: BLE001 - close every sink, report each failure
+                log.error("could not finish %s: %s", sink, err)
+        self._sinks = []
+        for obj in (self._renderer, self._window):
+            if obj is not None:
+                obj.close()
+        self._renderer = self._window = None
+
+    # -- per frame ----------------------------------------------------------------------------------------
+    def push(self, rec: Any, stats: LatencyStats) -> bool:
+        c = self.config
+        if rec.mesh is not None and not rec.mesh.is_empty:
+            self._last_mesh = rec.mesh
+            self._frames_with_face += 1
+            if c.export is not None and (self._frames_with_face - 1) % c.export_every == 0:
+                self._export(rec.mesh, c.export / f"frame_{rec.frame.index:06d}.{c.mesh_format}")
+        if self._renderer is None:
+            return True
+        with stats.time("render"):
+            picture = self._renderer.render(rec.frame.image, rec.mesh, view=self.view, blend=self.blend,
+                                            hud_lines=self._hud(rec, stats))
+        for sink in self._sinks:
+            sink.write(picture)
+        if self._window is not None:
+            return self._window.show(picture, self)
+        return True
+
+    def _hud(self, rec: Any, stats: LatencyStats) -> list[str]:
+        import time
+
+        now = time.perf_counter()
+        if self._last_t is not None:
+            inst = 1.0 / max(now - self._last_t, 1e-6)
+            self._fps_ema = inst if self._fps_ema is None else 0.9 * self._fps_ema + 0.1 * inst
+        self._last_t = now
+        lines = [f"FPS {self._fps_ema or 0:5.1f}" + ("" if rec.has_face else "   no face")]
+        parts = [f"{s} {stats.median_ms(s):.1f}" for s in HUD_STAGES if stats.median_ms(s) is not None]
+        if parts:
+            lines.append("ms: " + "  ".join(parts))
+        return lines
+
+    def _export(self, mesh: Any, path: Path) -> None:
+        from realtime_vrn.pipeline import export_mesh
+
+        export_mesh(mesh, path, y_up=self.config.y_up)
+        self.summary.meshes_exported += 1
+
+    def _export_current(self) -> Path | None:
+        """Window key: save the current mesh next to the run (or into --export)."""
+        if self._last_mesh is None:
+            log.warning("no mesh to export yet (no face seen)")
+            return None
+        folder = self.config.export or Path.cwd()
+        folder.mkdir(parents=True, exist_ok=True)
+        n = len(list(folder.glob("snapshot_*")))
+        path = folder / f"snapshot_{n:04d}.{self.config.mesh_format}"
+        self._export(self._last_mesh, path)
+        log.info("mesh saved to %s", path)
+        return path
+
+    def export_last(self, path: Path) -> bool:
+        """Write the last non-empty mesh of the run to ``path``; False when no face was ever seen."""
+        if self._last_mesh is None:
+            return False
+        self._export(self._last_mesh, path)
+        return True

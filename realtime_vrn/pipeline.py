@@ -1,0 +1,208 @@
+"""The per-frame reconstruction and the loop that drives a whole run.
+
+``Reconstructor.process`` turns one frame into a coloured mesh in frame coordinates:
+landmarks (MediaPipe, 478 -> 68 points) -> VRN crop -> network backend (low-res logits) -> surface
+(iso-surface at p = 0.5) -> colours from the crop -> inverse crop to frame pixels.
+``run`` opens the source, model, renderer and outputs from a :class:`RunConfig` and loops until the source
+ends, the user quits or ``max_frames`` is reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from realtime_vrn.config import RunConfig
+from realtime_vrn.crop import CropTransform
+from realtime_vrn.model.guidance import network_input
+from realtime_vrn.model.network import VRNConfig
+from realtime_vrn.stats import LatencyStats
+from realtime_vrn.surface.colour import sample_colours, to_image_frame
+from realtime_vrn.surface.extract import SurfaceExtractor
+from realtime_vrn.surface.mesh import Mesh
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reconstruction:
+    """What one frame produced.
+
+    mesh: coloured Mesh in frame='image' (frame pixels, y down), or None when no face was found.
+    crop_image: (S, S, 3) uint8 RGB network input crop, or None.
+    timings: seconds per stage for this frame.
+    """
+
+    frame: Any
+    landmarks: Any = None
+    crop: CropTransform | None = None
+    crop_image: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    mesh: Mesh | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def has_face(self) -> bool:
+        return self.landmarks is not None
+
+
+class Reconstructor:
+    """One frame in, one mesh out. Owns no device resources: the tracker and backend are passed in."""
+
+    def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None) -> None:
+        self.tracker = tracker
+        self.backend = backend
+        self.cfg = cfg
+        self.extractor = SurfaceExtractor(cfg)
+        self.stats = stats or LatencyStats()
+
+    def process(self, frame: Any) -> Reconstruction:
+        """frame: a sources.Frame (image (H, W, 3) uint8 RGB, timestamp). Never raises for a missing face."""
+        rec = Reconstruction(frame=frame)
+        t = rec.timings
+        with self.stats.time("landmarks", t):
+            rec.landmarks = self.tracker.process(frame.image, frame.timestamp)
+        if rec.landmarks is None:
+            return rec
+        with self.stats.time("crop", t):
+            rec.crop = CropTransform.from_landmarks(rec.landmarks.points68, size=self.cfg.input_size)
+            rec.crop_image = rec.crop.warp(frame.image)
+            points_crop = rec.crop.to_crop(rec.landmarks.points68) if self.cfg.guided else None
+            batch = network_input(rec.crop_image, self.cfg, points_crop)
+        self.stats.add("landmarks+crop", t["landmarks"] + t["crop"])
+        with self.stats.time("network", t):
+            rec.logits = self.backend.infer(batch)[0]
+        with self.stats.time("surface", t):
+            mesh = self.extractor.extract(rec.logits)
+            if not mesh.is_empty:
+                mesh.colors = sample_colours(mesh, rec.crop_image)
+            rec.mesh = to_image_frame(mesh, rec.crop)
+        return rec
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    frames_with_face: int = 0
+    frames_without_face: int = 0
+    face_lost_events: int = 0
+    dropped_frames: int = 0
+    meshes_exported: int = 0
+    wall_s: float = 0.0
+    fps: float = 0.0
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    backend: str = ""
+    model: str = ""
+    outputs: list[str] = field(default_factory=list)
+    stopped_by: str = "end of input"
+
+
+def _mesh_path(folder: Path, index: int, fmt: str) -> Path:
+    return folder / f"frame_{index:06d}.{fmt}"
+
+
+def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
+    from realtime_vrn.surface.export import write_obj, write_ply
+
+    (write_ply if path.suffix.lower() == ".ply" else write_obj)(path, mesh, y_up=y_up)
+
+
+def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
+    """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
+    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.model.checkpoint import load_checkpoint
+    from realtime_vrn.weights.registry import resolve_weights
+
+    weights = resolve_weights(config.model, config.weights)  # before any device is opened: fail fast
+    cfg = load_checkpoint(weights).cfg
+    summary = RunSummary(model=str(weights), rss_start_mb=rss_mb())
+    with open_backend(config.backend, weights, config.device) as backend:
+        summary.backend = backend.describe()
+        _run_loop(config, cfg, backend, summary, on_frame)
+    summary.rss_end_mb = rss_mb()
+    return summary
+
+
+def _open_source(config: RunConfig):
+    from realtime_vrn.assets import demo_clip_path
+    from realtime_vrn.sources import open_source
+
+    if config.camera is not None:
+        return open_source(camera=config.camera)
+    if config.image is not None:
+        return open_source(image=config.image)
+    return open_source(video=config.video or demo_clip_path(), drop_frames=config.realtime)
+
+
+def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSummary,
+              on_frame: Callable[[Reconstruction], None] | None) -> None:
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.outputs import Outputs
+
+    stats = LatencyStats()
+    with _open_source(config) as source, \
+            open_tracker(static=source.is_still, smoothing=config.smoothing) as tracker, \
+            Outputs(config, source, summary) as outputs:
+        rec = Reconstructor(tracker, backend, cfg, stats)
+        total = source.frame_count
+        if config.max_frames is not None:
+            total = min(total, config.max_frames) if total else config.max_frames
+        progress = _progress(config, source, total)
+        start = time.perf_counter()
+        try:
+            for frame in source:
+                result = rec.process(frame)
+                if on_frame is not None:
+                    on_frame(result)
+                with stats.time("output"):
+                    keep_going = outputs.push(result, stats)
+                stats.add("end_to_end", time.perf_counter() - frame.timestamp)
+                summary.frames += 1
+                if result.has_face:
+                    summary.frames_with_face += 1
+                else:
+                    summary.frames_without_face += 1
+                if progress is not None:
+                    progress.update(1)
+                if not keep_going:
+                    summary.stopped_by = "user"
+                    break
+                if config.max_frames is not None and summary.frames >= config.max_frames:
+                    summary.stopped_by = "max frames"
+                    break
+        except KeyboardInterrupt:
+            summary.stopped_by = "interrupted"
+        finally:
+            if progress is not None:
+                progress.close()
+        summary.wall_s = time.perf_counter() - start
+        summary.fps = summary.frames / summary.wall_s if summary.wall_s > 0 else 0.0
+        summary.dropped_frames = int(getattr(source, "dropped", 0))
+        summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
+        summary.stages = stats.summary_ms()
+
+
+def _progress(config: RunConfig, source: Any, total: int | None):
+    if not config.progress or source.is_live:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=source.name, dynamic_ncols=True, leave=False)

@@ -1,0 +1,1 @@
+"""Synthetic training data, training and evaluation of our own VRNs (``realtime-vrn data|train|eval``)."""
