@@ -172,9 +172,12 @@ def read_obj(path: Path) -> tuple[np.ndarray, list[list[int]], np.ndarray, list[
 
 
 def triangulate(polys: list[list[int]]) -> np.ndarray:
-    """Fan-split polygons (quads 0-1-2 / 0-2-3, as the .npz does) into (F, 3) int32 triangles."""
-    tris = [(p[0], p[i], p[i + 1]) for p in polys for i in range(1, len(p) - 1)]
-    return np.asarray(tris, dtype=np.int32)
+    """Split polygons into (F, 3) int32 triangles in the .npz order: 0-1-2 of every polygon, then 0-2-3 of the quads."""
+    first = [(p[0], p[1], p[2]) for p in polys]
+    second = [(p[0], p[2], p[3]) for p in polys if len(p) == 4]
+    if any(len(p) not in (3, 4) for p in polys):
+        raise FaceModelError("expected triangles and quads only in the FaceXModel OBJ files")
+    return np.asarray(first + second, dtype=np.int32)
 
 
 def convert_facexmodel(folder: str | Path, out: str | Path, *, require_complete: bool = True) -> Path:

@@ -1,0 +1,51 @@
+"""Helpers shared by the backends: the ``infer`` input check, CPU thread count, device strings for CPU runtimes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from realtime_vrn.errors import BackendError
+from realtime_vrn.model.network import VRNConfig
+
+#: Device strings every backend accepts; GPU backends also take "cuda" / "cuda:N".
+CPU_DEVICES = ("auto", "cpu")
+
+
+def check_batch(batch: np.ndarray, cfg: VRNConfig) -> None:
+    """Reject anything but an (N, C, S, S) float32 array (the ``infer`` input contract). Cheap: no data pass."""
+    expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
+    if not isinstance(batch, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(batch).__name__}")
+    if batch.ndim != 4 or batch.shape[1:] != expected or batch.shape[0] < 1:
+        raise ValueError(f"expected a float32 batch of shape (N, {', '.join(map(str, expected))}), got {batch.shape}")
+    if batch.dtype != np.float32:
+        raise ValueError(f"expected a float32 batch, got {batch.dtype}")
+
+
+def cpu_threads() -> int:
+    """Cores this process may run on (affinity-aware; ``os.cpu_count()`` counts the whole machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA GPU (torch is a core dependency; no other GPU runtime is imported)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def require_cpu_device(backend: str, device: str) -> None:
+    """For CPU-only runtimes: accept "cpu"; accept "auto" only when no CUDA GPU is present.
+
+    With a GPU, "auto" must not settle on a CPU runtime just because it has a higher CPU priority, so the CPU
+    backends step aside and a GPU backend (torch CUDA, TensorRT) is picked; ``--device cpu`` forces them.
+    """
+    if device not in CPU_DEVICES:
+        raise BackendError(f"{backend} runs on the CPU only, got device {device!r}; use --device cpu")
+    if device == "auto" and cuda_available():
+        raise BackendError(f"{backend} (CPU) steps aside for a GPU backend; use --device cpu to force it")

@@ -1,0 +1,69 @@
+"""ONNX Runtime backend: CPUExecutionProvider, float32, on the cached ONNX export of the checkpoint.
+
+Session tuned for a small CPU shared with the rest of the pipeline: intra-op threads = the cores this process
+may use, one inter-op thread (the graph is a chain; parallel branches gain nothing), sequential execution,
+all graph optimisations. The graph has a static batch of 1 (see :mod:`realtime_vrn.model.export`); larger
+batches run frame by frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from realtime_vrn.backends.base import InferenceBackend, register_backend
+from realtime_vrn.backends.common import check_batch, cpu_threads, require_cpu_device
+
+#: Between OpenVINO (faster on our CPUs) and torch (slower); see bench.py.
+PRIORITY = 20
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    name = "onnxruntime"
+
+    def __init__(self, checkpoint: Path, device: str = "auto") -> None:
+        super().__init__(checkpoint, device)
+        self._session = None
+        self._threads = 0
+
+    def open(self) -> None:
+        require_cpu_device(self.name, self.device)
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError(f"onnxruntime is not installed ({err}); pip install onnxruntime") from err
+        from realtime_vrn.model.checkpoint import read_checkpoint_header
+        from realtime_vrn.model.export import cached_onnx
+
+        self.cfg = read_checkpoint_header(self.checkpoint).cfg
+        onnx_path = cached_onnx(self.checkpoint)
+        opts = ort.SessionOptions()
+        self._threads = cpu_threads()
+        opts.intra_op_num_threads = self._threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only; ORT warns about every unused initializer otherwise
+        self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME
+
+        if self._session is None:
+            raise RuntimeError("backend is not open; call open() or use it as a context manager")
+        check_batch(batch, self.cfg)
+        frames = [
+            self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch[i : i + 1])})[0]
+            for i in range(batch.shape[0])
+        ]
+        return frames[0] if len(frames) == 1 else np.concatenate(frames)
+
+    def close(self) -> None:
+        self._session = None
+
+    def describe(self) -> str:
+        return f"onnxruntime (cpu, float32, {self._threads} threads)"
+
+
+register_backend(OnnxRuntimeBackend.name, OnnxRuntimeBackend, PRIORITY)

@@ -1,0 +1,162 @@
+"""The face-mesh backend interface, the landmark result type, and the backend registry.
+
+A backend turns an RGB frame into the Face Mesh points (478 per face, frame pixels) of every face it finds.
+Backends register themselves by name with a priority and a ``probe`` that says, without loading any model,
+why the backend cannot run here (None when it can). ``auto`` tries the available ones from the highest
+priority down and reports every failure together (the pyvirtualcam ``register_backend`` pattern).
+MediaPipe is imported inside the backend modules, never at import time of this package.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from realtime_vrn.errors import BackendError, ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Face Mesh points per face with refined eyes and irises (468 mesh vertices + 10 iris points).
+N_POINTS = 478
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """The landmarks of the face chosen in one frame.
+
+    points:   (478, 3) float32 frame pixels: x right, y down, pixel centres at integers; z is MediaPipe's
+              relative depth scaled like x (normalised z * image width), origin near the head centre,
+              **smaller z = nearer the camera** (MediaPipe's sign, not the mesh convention).
+    points68: (68, 2) float32 frame pixels, the iBUG 300-W layout (see ``ibug68``), taken from ``points``.
+    n_faces:  faces detected in the frame (the largest one is reported).
+    """
+
+    points: np.ndarray
+    points68: np.ndarray
+    n_faces: int
+
+    @property
+    def box68(self) -> tuple[float, float, float, float]:
+        """(min_x, min_y, max_x, max_y) of the 68 points, frame pixels."""
+        lo = self.points68.min(axis=0)
+        hi = self.points68.max(axis=0)
+        return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+class FaceMeshBackend(ABC):
+    """Finds faces and their 478 Face Mesh points. Construction is cheap; ``open`` loads the model.
+
+    static:    True for unrelated still images (detect in every image), False for video (track across frames).
+    max_faces: how many faces to look for (the tracker keeps the largest).
+    """
+
+    name: str = ""
+
+    def __init__(self, static: bool, max_faces: int) -> None:
+        self.static = static
+        self.max_faces = max_faces
+
+    @abstractmethod
+    def open(self) -> None:
+        """Load the model; raise with a message a user can act on when it cannot run."""
+
+    @abstractmethod
+    def detect(self, image_rgb: np.ndarray, timestamp: float) -> list[np.ndarray]:
+        """Faces in one frame.
+
+        image_rgb: (H, W, 3) uint8 RGB, C-contiguous. timestamp: seconds, increasing (video mode).
+        returns one (478, 3) float32 array per face, frame pixels (``FaceLandmarks.points`` convention).
+        """
+
+    def close(self) -> None:
+        """Release the model. Safe to call twice."""
+
+    def __enter__(self) -> "FaceMeshBackend":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def normalized_to_pixels(xyz: np.ndarray, width: int, height: int) -> np.ndarray:
+    """MediaPipe normalised landmarks -> frame pixels.
+
+    xyz: (N, 3) float, x, y in [0, 1] across the image *edges* (0 = left edge of the first pixel), z in
+    units of the image width. Returns (N, 3) float32: x, y with pixel centres at integers (hence the
+    -0.5), z * width.
+    """
+    out = np.empty(xyz.shape, dtype=np.float32)
+    out[:, 0] = xyz[:, 0] * width - 0.5
+    out[:, 1] = xyz[:, 1] * height - 0.5
+    out[:, 2] = xyz[:, 2] * width
+    return out
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    factory: Callable[[bool, int], FaceMeshBackend]
+    priority: int
+    probe: Callable[[], str | None]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_backend(name: str, factory: Callable[[bool, int], FaceMeshBackend], priority: int,
+                     probe: Callable[[], str | None]) -> None:
+    """Register a face-mesh backend. ``probe()`` returns why it cannot run here, or None when it can."""
+    _REGISTRY[name] = _Entry(name, factory, priority, probe)
+
+
+def backend_names() -> list[str]:
+    """Registered backends, highest priority first."""
+    _load_builtin_backends()
+    return [e.name for e in sorted(_REGISTRY.values(), key=lambda e: -e.priority)]
+
+
+def candidate_backends(name: str) -> tuple[list[str], list[str]]:
+    """The backends to try for ``name`` ("auto" or a registered name), and why the others were skipped.
+
+    Returns (names to try in order, ["name: reason", ...] for the unavailable ones). ConfigError for an
+    unknown name.
+    """
+    names = backend_names()
+    if name != "auto" and name not in names:
+        raise ConfigError(f"unknown face tracker backend {name!r}; choose one of: auto, {', '.join(names)}")
+    usable: list[str] = []
+    skipped: list[str] = []
+    for candidate in names if name == "auto" else [name]:
+        reason = _REGISTRY[candidate].probe()
+        if reason is None:
+            usable.append(candidate)
+        else:
+            skipped.append(f"{candidate}: {reason}")
+    return usable, skipped
+
+
+def open_backend(name: str, static: bool, max_faces: int) -> FaceMeshBackend:
+    """Create and open backend ``name`` (the first that starts, for "auto"). BackendError if none does."""
+    usable, errors = candidate_backends(name)
+    for candidate in usable:
+        backend = _REGISTRY[candidate].factory(static, max_faces)
+        try:
+            backend.open()
+        except Exception as err:  # noqa: BLE001 - every failure is reported, the next backend is tried
+            backend.close()
+            log.info("face tracker backend %s could not start: %s", candidate, err)
+            errors.append(f"{candidate}: {err}".splitlines()[0])
+            continue
+        log.info("face tracker backend: %s (%s mode)", candidate, "image" if static else "video")
+        return backend
+    raise BackendError("no face tracker could start: " + "; ".join(errors))
+
+
+def _load_builtin_backends() -> None:
+    """Import the built-in backend modules (each registers itself; none imports mediapipe at import time)."""
+    from realtime_vrn.landmarks import mediapipe_solutions, mediapipe_tasks  # noqa: F401

@@ -1,0 +1,30 @@
+"""OpenGL contexts for the renderer: headless (EGL on Linux) or the current one of a window."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import moderngl
+
+from ..errors import DisplayError
+
+log = logging.getLogger(__name__)
+
+#: GLSL 330 (OpenGL 3.3 core): the shaders' version; Mesa llvmpipe offers 4.5.
+GL_REQUIRE = 330
+_LINUX_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri libgl1"
+
+
+def create_offscreen_context() -> moderngl.Context:
+    """A standalone context with no window. On Linux through EGL (no X display needed; Mesa llvmpipe on a
+    machine without a GPU); elsewhere the platform's default standalone context.
+    """
+    kwargs = {"backend": "egl"} if sys.platform.startswith("linux") else {}
+    try:
+        ctx = moderngl.create_standalone_context(require=GL_REQUIRE, **kwargs)
+    except Exception as err:  # moderngl raises bare Exception when no context can be made
+        hint = f" (on Debian/Ubuntu: apt-get install {_LINUX_PACKAGES})" if kwargs else ""
+        raise DisplayError(f"cannot create an offscreen OpenGL {GL_REQUIRE // 100}.3 context: {err}{hint}") from err
+    log.debug("offscreen OpenGL context: %s, %s", ctx.info["GL_RENDERER"], ctx.info["GL_VERSION"])
+    return ctx

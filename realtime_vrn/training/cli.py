@@ -1,0 +1,207 @@
+"""``realtime-vrn data | train | eval``: synthetic data, training and evaluation (wired in by ``realtime_vrn.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from realtime_vrn.errors import ConfigError, VRNError
+
+log = logging.getLogger(__name__)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``data``, ``train`` and ``eval`` subcommands to an argparse subparsers object."""
+    data = subparsers.add_parser("data", help="synthetic training data and the ICT face model")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    render = dsub.add_parser("render", help="render synthetic samples into on-disk shards")
+    render.add_argument("out", type=Path, help="folder for shard-*.npz files")
+    render.add_argument("--count", type=_positive, default=1000)
+    render.add_argument("--first-seed", type=int, default=None, help="default 0 (training) or the held-out base")
+    render.add_argument("--shard-size", type=_positive, default=500)
+    render.add_argument("--size", type=_positive, default=96, help="crop side S (the model's input size)")
+    render.add_argument("--depth-bins", type=_positive, default=100)
+    render.add_argument("--heldout", action="store_true",
+                        help="held-out evaluation set: seeds from 1e9 and face vertices stored")
+    render.add_argument("--face-model", type=Path, default=None, help="ict_face_model.npz")
+    render.set_defaults(func=_cmd_render)
+
+    preview = dsub.add_parser("preview", help="a PNG grid of samples: crop, landmarks, GT depth, volume side view")
+    preview.add_argument("out", type=Path)
+    preview.add_argument("--count", type=_positive, default=16)
+    preview.add_argument("--first-seed", type=int, default=0)
+    preview.add_argument("--size", type=_positive, default=96)
+    preview.add_argument("--depth-bins", type=_positive, default=100)
+    preview.set_defaults(func=_cmd_preview)
+
+    speed = dsub.add_parser("speed", help="measure synthetic samples per second in one process")
+    speed.add_argument("--count", type=_positive, default=20)
+    speed.add_argument("--size", type=_positive, default=96)
+    speed.add_argument("--depth-bins", type=_positive, default=100)
+    speed.set_defaults(func=_cmd_speed)
+
+    conv = dsub.add_parser("convert-facekit", help="convert ICT-FaceKit's FaceXModel folder to ict_face_model.npz")
+    conv.add_argument("folder", type=Path)
+    conv.add_argument("out", type=Path)
+    conv.add_argument("--partial", action="store_true", help="accept a folder with only some identities/expressions")
+    conv.set_defaults(func=_cmd_convert)
+
+    train = subparsers.add_parser("train", help="train a VRN on synthetic faces (resumes from OUT/last.pt)")
+    train.add_argument("--out", type=Path, default=Path("out/train/run"), help="run folder")
+    train.add_argument("--data", type=Path, default=None, help="shard folder (default: render on the fly)")
+    train.add_argument("--size", type=_positive, default=96, help="input size S (multiple of 8)")
+    train.add_argument("--features", type=_positive, default=128)
+    train.add_argument("--stacks", type=_positive, default=1)
+    train.add_argument("--levels", type=_positive, default=4)
+    train.add_argument("--branch-blocks", type=_positive, default=3)
+    train.add_argument("--inner-branch-blocks", type=_positive, default=3)
+    train.add_argument("--depth-bins", type=_positive, default=100)
+    train.add_argument("--guided", action="store_true", help="RGB + 68 landmark heatmaps (VRN-Guided)")
+    train.add_argument("--steps", type=_positive, default=20000)
+    train.add_argument("--batch-size", type=_positive, default=8)
+    train.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
+    train.add_argument("--lr", type=_positive_float, default=1e-3)
+    train.add_argument("--loss", choices=("full", "lowres"), default="full")
+    train.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    train.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    train.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--checkpoint-every", type=_positive_float, default=300.0, help="seconds")
+    train.add_argument("--no-resume", action="store_true")
+    train.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
+                       help="do not train: export OUT/last.pt as a .safetensors checkpoint")
+    train.set_defaults(func=_cmd_train)
+
+    ev = subparsers.add_parser("eval", help="dense NME by yaw bucket on a held-out synthetic set")
+    ev.add_argument("model", type=Path, help="a .safetensors checkpoint or a training state (last.pt)")
+    ev.add_argument("--heldout", type=Path, required=True, help="held-out shard folder (`data render --heldout`)")
+    ev.add_argument("--out", type=Path, default=Path("out/eval"))
+    ev.add_argument("--limit", type=_positive, default=None)
+    ev.add_argument("--oracle", action="store_true", help="score the ground-truth volumes (the metric's floor)")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_cmd_eval)
+
+
+def _synth_config(args):
+    from realtime_vrn.training.synth import SynthConfig
+
+    try:
+        return SynthConfig(size=args.size, depth_bins=args.depth_bins)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _cmd_render(args) -> int:
+    from realtime_vrn.training.dataset import HELDOUT_SEED_BASE, write_shards
+
+    first = args.first_seed if args.first_seed is not None else (HELDOUT_SEED_BASE if args.heldout else 0)
+    paths = write_shards(args.out, _synth_config(args), first, args.count, args.shard_size,
+                         with_vertices=args.heldout, progress=True)
+    print(f"{len(paths)} shards in {args.out}")
+    return 0
+
+
+def _cmd_preview(args) -> int:
+    from realtime_vrn.training.preview import preview_grid
+
+    path = preview_grid(args.out, _synth_config(args), range(args.first_seed, args.first_seed + args.count))
+    print(path)
+    return 0
+
+
+def _cmd_speed(args) -> int:
+    from realtime_vrn.training.dataset import measure_samples_per_second
+
+    rate = measure_samples_per_second(_synth_config(args), args.count)
+    print(json.dumps({"samples_per_s": round(rate, 2), "size": args.size, "depth_bins": args.depth_bins}))
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from realtime_vrn.training.facemodel import convert_facexmodel
+
+    print(convert_facexmodel(args.folder, args.out, require_complete=not args.partial))
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from realtime_vrn.model.network import VRNConfig
+    from realtime_vrn.training.train import TrainConfig, export_model, train
+
+    if args.export is not None:
+        state = args.out / "last.pt"
+        if not state.is_file():
+            raise ConfigError(f"no training state {state} to export")
+        print(export_model(state, args.export))
+        return 0
+    try:
+        model = VRNConfig(input_size=args.size, in_channels=3 + 68 * args.guided, features=args.features,
+                          stacks=args.stacks, levels=args.levels, branch_blocks=args.branch_blocks,
+                          inner_branch_blocks=args.inner_branch_blocks, depth_bins=args.depth_bins)
+        cfg = TrainConfig(out=str(args.out), data=str(args.data) if args.data else None, model=model,
+                          steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                          loss=args.loss, device=args.device, amp=not args.no_amp, threads=args.threads,
+                          workers=args.workers, checkpoint_every_s=args.checkpoint_every)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    print(train(cfg, resume=not args.no_resume))
+    return 0
+
+
+def load_any(path: Path, device: str = "cpu"):
+    """A network from a .safetensors checkpoint (``load_model``) or a training state (``last.pt``)."""
+    if not path.is_file():
+        raise ConfigError(f"model file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from realtime_vrn.model.checkpoint import load_model
+
+        return load_model(path, device)
+    from realtime_vrn.training.train import load_trained
+
+    return load_trained(path, device)[0]
+
+
+def _cmd_eval(args) -> int:
+    from realtime_vrn.training.evaluate import evaluate, load_heldout, write_report
+
+    try:
+        heldout = load_heldout(args.heldout)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from err
+    net = load_any(args.model, args.device)
+    report = evaluate(net, heldout, oracle=args.oracle, limit=args.limit, device=args.device)
+    report["model"] = str(args.model)
+    js, png = write_report(report, args.out, f"{'oracle' if args.oracle else args.model.name}: NME "
+                                             f"{report['nme']:.4f} (n={report['samples']})")
+    summary = {k: report[k] for k in ("samples", "nme", "nme_bucket_mean", "landmark_nme", "misses")}
+    summary["buckets"] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in b.items()}
+                          for k, b in report["buckets"].items()}
+    print(json.dumps(summary, indent=1))
+    print(f"{js}\n{png}")
+    return 0
+
+
+__all__ = ["add_parser", "VRNError"]

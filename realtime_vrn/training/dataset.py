@@ -1,0 +1,209 @@
+"""Training data: synthetic samples drawn on the fly or read from on-disk shards, deterministic by seed.
+
+Seeds, not files, name samples: sample ``k`` is ``SynthGenerator.sample(k)`` for the same :class:`SynthConfig`
+and face model, so a shard can always be regenerated. Training seeds start at 0; the held-out evaluation set
+uses seeds from :data:`HELDOUT_SEED_BASE` (continuous random identities, expressions and poses never repeat
+across seeds, so held-out faces are never seen in training).
+
+Shard file (``shard-<first seed>.npz``, numpy, uncompressed): ``image`` (N, S, S, 3) uint8 RGB; ``front``,
+``back`` (N, S, S) float16 depth indices (NaN = empty); ``landmarks`` (N, 68, 3) float32 crop frame;
+``crop_points`` (N, 68, 2) float32; ``pose`` (N, 3) float32 degrees; ``seed`` (N,) int64; ``config`` JSON of the
+:class:`SynthConfig`; optionally ``face_vertices`` (N, V_face, 3) float32 (evaluation sets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from realtime_vrn.training.synth import SynthConfig, SynthGenerator, SynthSample
+
+log = logging.getLogger(__name__)
+
+#: First seed of the held-out evaluation set (training runs never get near it).
+HELDOUT_SEED_BASE = 1_000_000_000
+#: iBUG-68 index of each point's mirror image (for horizontal flips).
+FLIP_68 = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65],
+    dtype=np.int64,
+)
+
+
+def config_json(cfg: SynthConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> SynthConfig:
+    data = json.loads(text)
+    data["frame_size"] = tuple(data["frame_size"])
+    data["box_px"] = tuple(data["box_px"])
+    data["focal_px"] = tuple(data["focal_px"])
+    return SynthConfig(**data)
+
+
+def stack_samples(samples: list[SynthSample], *, with_vertices: bool = False) -> dict[str, np.ndarray]:
+    out = {
+        "image": np.stack([s.image for s in samples]),
+        "front": np.stack([s.front for s in samples]).astype(np.float16),
+        "back": np.stack([s.back for s in samples]).astype(np.float16),
+        "landmarks": np.stack([s.landmarks for s in samples]).astype(np.float32),
+        "crop_points": np.stack([s.crop_points for s in samples]).astype(np.float32),
+        "pose": np.stack([s.pose for s in samples]).astype(np.float32),
+        "seed": np.array([s.seed for s in samples], np.int64),
+    }
+    if with_vertices:
+        out["face_vertices"] = np.stack([s.face_vertices for s in samples]).astype(np.float32)
+    return out
+
+
+def write_shards(out_dir: str | Path, cfg: SynthConfig, first_seed: int, count: int, shard_size: int = 500,
+                 *, with_vertices: bool = False, progress: bool = False) -> list[Path]:
+    """Render samples ``first_seed .. first_seed + count - 1`` into shards of ``shard_size`` under ``out_dir``.
+
+    Existing complete shards are kept (re-running resumes). Files are written to a temporary name and renamed, so
+    a reader never sees half a shard.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, unit="sample", desc="render")
+    with SynthGenerator(cfg) as gen:
+        for start in range(first_seed, first_seed + count, shard_size):
+            n = min(shard_size, first_seed + count - start)
+            path = out_dir / f"shard-{start:010d}.npz"
+            paths.append(path)
+            if path.exists():
+                if bar:
+                    bar.update(n)
+                continue
+            samples = []
+            for seed in range(start, start + n):
+                samples.append(gen.sample(seed))
+                if bar:
+                    bar.update(1)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, config=np.array(config_json(cfg)), **stack_samples(samples, with_vertices=with_vertices))
+            tmp.rename(path)
+    if bar:
+        bar.close()
+    return paths
+
+
+def load_shard(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as d:
+        return {k: d[k] for k in d.files}
+
+
+def measure_samples_per_second(cfg: SynthConfig, n: int = 20) -> float:
+    """Render ``n`` samples in this process (after one warm-up) and return samples/s."""
+    with SynthGenerator(cfg) as gen:
+        gen.sample(0)
+        t = time.perf_counter()
+        for seed in range(1, n + 1):
+            gen.sample(seed)
+        return n / (time.perf_counter() - t)
+
+
+# ------------------------------------------------------------------------------------------- torch datasets
+
+
+def to_training_item(image: np.ndarray, front: np.ndarray, back: np.ndarray, crop_points: np.ndarray,
+                     rng: np.random.Generator | None = None, flip_p: float = 0.0) -> dict[str, torch.Tensor]:
+    """One training item: ``image`` (3, S, S) float32 RGB [0, 1]; ``front``/``back`` (S, S) float32 depth indices
+    (NaN = empty); ``points`` (68, 2) float32 crop px (the tracker-like points, for guided heatmaps).
+
+    With probability ``flip_p`` the item is mirrored left-right (image, depth maps, points; the crop rule is
+    symmetric, so a mirrored crop is the crop of the mirrored frame).
+    """
+    s = image.shape[0]
+    points = crop_points.astype(np.float32)
+    if rng is not None and flip_p > 0 and rng.random() < flip_p:
+        image, front, back = image[:, ::-1], front[:, ::-1], back[:, ::-1]
+        points = points[FLIP_68].copy()
+        points[:, 0] = (s - 1) - points[:, 0]
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+        "front": torch.from_numpy(np.ascontiguousarray(front, dtype=np.float32)),
+        "back": torch.from_numpy(np.ascontiguousarray(back, dtype=np.float32)),
+        "points": torch.from_numpy(points),
+    }
+
+
+class ShardDataset(Dataset):
+    """Samples of every ``shard-*.npz`` under a folder, all held in memory (uint8 images, float16 depths)."""
+
+    def __init__(self, folder: str | Path, flip_p: float = 0.2, seed: int = 0) -> None:
+        self.folder = Path(folder)
+        self.flip_p = flip_p
+        self.seed = seed
+        self.arrays: dict[str, np.ndarray] = {}
+        self.cfg: SynthConfig | None = None
+        self.files: list[Path] = []
+        self.refresh()
+
+    def refresh(self) -> int:
+        """Load shards that appeared since the last call (a renderer may still be writing). Returns new count."""
+        new = [p for p in sorted(self.folder.glob("shard-*.npz")) if p not in self.files and ".tmp" not in p.name]
+        for path in new:
+            d = load_shard(path)
+            cfg = config_from_json(str(d.pop("config")))
+            if self.cfg is None:
+                self.cfg = cfg
+            elif cfg != self.cfg:
+                raise ValueError(f"shard {path} was rendered with another configuration")
+            d.pop("face_vertices", None)
+            for k, v in d.items():
+                self.arrays[k] = v if k not in self.arrays else np.concatenate([self.arrays[k], v])
+            self.files.append(path)
+        if not self.files:
+            raise FileNotFoundError(f"no shard-*.npz files in {self.folder}")
+        return len(new)
+
+    def __len__(self) -> int:
+        return len(self.arrays["seed"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(self.arrays["seed"][i])])
+        a = self.arrays
+        return to_training_item(a["image"][i], a["front"][i].astype(np.float32), a["back"][i].astype(np.float32),
+                                a["crop_points"][i], rng, self.flip_p)
+
+
+class SynthStream(IterableDataset):
+    """Endless on-the-fly samples (each DataLoader worker owns a renderer and a disjoint seed sequence)."""
+
+    def __init__(self, cfg: SynthConfig, first_seed: int = 0, flip_p: float = 0.0) -> None:
+        self.cfg, self.first_seed, self.flip_p = cfg, first_seed, flip_p
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        seed = self.first_seed + wid
+        with SynthGenerator(self.cfg) as gen:
+            while True:
+                s = gen.sample(seed)
+                rng = np.random.default_rng([seed, 1])
+                yield to_training_item(s.image, s.front, s.back, s.crop_points, rng, self.flip_p)
+                seed += nw
+
+
+def network_input_batch(images: np.ndarray, points: np.ndarray, cfg) -> torch.Tensor:
+    """(N, C, S, S) float32 network input from crops (N, S, S, 3) uint8 RGB and tracker points (N, 68, 2) crop px,
+    by the same rule as inference (:func:`realtime_vrn.model.guidance.network_input`)."""
+    from realtime_vrn.model.guidance import network_input
+
+    return torch.from_numpy(np.concatenate([network_input(img, cfg, pts) for img, pts in zip(images, points)]))

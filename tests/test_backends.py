@@ -1,0 +1,254 @@
+"""Inference backends against the PyTorch model on a real face, the registry's choices and fallback, ONNX export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from realtime_vrn.backends import base, common
+from realtime_vrn.backends.base import InferenceBackend, backend_names, open_backend
+from realtime_vrn.backends.bench import astronaut_crop, benchmark_backends, face_batch
+from realtime_vrn.errors import BackendError, ConfigError
+from realtime_vrn.model.checkpoint import CheckpointMeta, load_model, save_checkpoint
+from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME, cached_onnx, export_onnx
+from realtime_vrn.model.network import VRN, VRNConfig
+
+SMALL = VRNConfig(features=64, stacks=1, levels=2, depth_bins=32, input_size=96)
+#: Agreement with torch float32 on CPU. Different kernels (oneDNN, MLAS, OpenVINO's) sum in different orders;
+#: measured max |diff| on this model: ORT 5e-5, OpenVINO f32 1.3e-4 (logits up to ~4). 1e-3 leaves room for
+#: other CPUs and still catches a reduced precision (OpenVINO bf16 differs by ~0.4).
+ATOL = 1e-3
+RTOL = 1e-3
+CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """One REALTIME_VRN_HOME for the module, so the small model is exported to ONNX once."""
+    path = tmp_path_factory.mktemp("vrn-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REALTIME_VRN_HOME", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(home) -> Path:
+    torch.manual_seed(0)
+    path = home / "small.safetensors"
+    save_checkpoint(path, VRN(SMALL), CheckpointMeta(source="random init (tests)", licence="MIT"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_input() -> np.ndarray:
+    """(1, 3, 96, 96) float32 RGB in [0, 1]: skimage's astronaut, cropped around the face."""
+    return face_batch(3, SMALL.input_size)
+
+
+@pytest.fixture(scope="module")
+def reference(small_checkpoint, face_input) -> np.ndarray:
+    net = load_model(small_checkpoint)
+    with torch.inference_mode():
+        return net.forward_lowres(torch.from_numpy(face_input)).numpy()
+
+
+def test_face_input_is_a_real_face_crop():
+    crop = astronaut_crop(96)
+    assert crop.shape == (96, 96, 3) and crop.dtype == np.uint8
+    assert 60 < crop.mean() < 200 and crop.std() > 30  # a photo, not a blank or constant image
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_backend_agrees_with_pytorch_on_a_real_face(name, small_checkpoint, face_input, reference):
+    with open_backend(name, small_checkpoint, "cpu") as backend:
+        out = backend.infer(face_input)
+        assert backend.cfg == SMALL
+    assert out.shape == (1, 32, 24, 24) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, reference, rtol=RTOL, atol=ATOL)
+    assert np.mean((out > 0) == (reference > 0)) > 0.999  # same side of the iso-surface almost everywhere
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_backend_runs_a_batch_frame_by_frame(name, small_checkpoint, face_input, reference):
+    batch = np.concatenate([face_input, face_input[:, :, ::-1].copy()])  # the face and its upside-down copy
+    with open_backend(name, small_checkpoint, "cpu") as backend:
+        out = backend.infer(batch)
+        single = backend.infer(batch[1:])
+    assert out.shape == (2, 32, 24, 24)
+    np.testing.assert_allclose(out[:1], reference, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out[1:], single, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_backend_rejects_bad_input(name, small_checkpoint, face_input):
+    backend = base._REGISTRY[name].factory(small_checkpoint, "cpu")
+    with pytest.raises(RuntimeError, match="not open"):
+        backend.infer(face_input)
+    with backend:
+        with pytest.raises(ValueError, match=r"expected a float32 batch of shape \(N, 3, 96, 96\), got \(3, 96, 96\)"):
+            backend.infer(face_input[0])
+        with pytest.raises(ValueError, match="expected a float32 batch, got float64"):
+            backend.infer(face_input.astype(np.float64))
+    backend.close()  # idempotent
+
+
+def test_openvino_default_runs_in_float32(small_checkpoint):
+    """OpenVINO would pick bf16 by itself on CPUs that have it; the default backend must not."""
+    with open_backend("openvino", small_checkpoint, "cpu") as backend:
+        assert backend.actual_precision == "f32"
+        assert "f32" in backend.describe()
+
+
+def test_openvino_bf16_is_only_picked_on_request():
+    names = backend_names()
+    assert names.index("openvino-bf16") == len(names) - 1
+    assert names[:3] == ["openvino", "onnxruntime", "torch"]
+
+
+def test_unknown_backend_lists_the_choices(small_checkpoint):
+    with pytest.raises(ConfigError, match=r"unknown backend 'tensorflow'; choose one of: auto, openvino, .*torch"):
+        open_backend("tensorflow", small_checkpoint)
+
+
+class _Failing(InferenceBackend):
+    name = "failing"
+
+    def open(self) -> None:
+        raise RuntimeError("simulated runtime failure")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise AssertionError("never opened")
+
+
+def test_auto_falls_back_when_the_preferred_backend_fails(monkeypatch, small_checkpoint, face_input, reference):
+    monkeypatch.setitem(base._REGISTRY, "failing", base._Entry("failing", _Failing, 1000))
+    backend_names()  # built-ins registered
+    monkeypatch.setitem(base._REGISTRY, "openvino", base._Entry("openvino", _Failing, 30))
+    with open_backend("auto", small_checkpoint, "cpu") as backend:
+        assert backend.name == "onnxruntime"
+        np.testing.assert_allclose(backend.infer(face_input), reference, rtol=RTOL, atol=ATOL)
+
+
+def test_auto_reports_every_reason_when_nothing_starts(monkeypatch, small_checkpoint):
+    backend_names()
+    for name in list(base._REGISTRY):
+        monkeypatch.setitem(base._REGISTRY, name, base._Entry(name, _Failing, base._REGISTRY[name].priority))
+    with pytest.raises(BackendError) as info:
+        open_backend("auto", small_checkpoint, "cpu")
+    message = str(info.value)
+    for name in ("openvino", "onnxruntime", "torch", "openvino-bf16"):
+        assert f"{name}: simulated runtime failure" in message
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_cpu_runtimes_refuse_a_gpu_device(name, small_checkpoint):
+    with pytest.raises(BackendError, match=f"{name}: {name} runs on the CPU only, got device 'cuda'"):
+        open_backend(name, small_checkpoint, "cuda")
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_cpu_runtimes_step_aside_for_a_gpu_on_auto(name, small_checkpoint, monkeypatch):
+    monkeypatch.setattr(common, "cuda_available", lambda: True)
+    with pytest.raises(BackendError, match="steps aside for a GPU backend"):
+        open_backend(name, small_checkpoint, "auto")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_torch_cuda_without_a_gpu_says_so(small_checkpoint):
+    with pytest.raises(BackendError, match="torch sees no CUDA GPU"):
+        open_backend("torch", small_checkpoint, "cuda")
+    with pytest.raises(BackendError, match="unknown device 'tpu'"):
+        open_backend("torch", small_checkpoint, "tpu")
+
+
+@pytest.mark.gpu
+def test_torch_cuda_float16_agrees_with_cpu_float32(small_checkpoint, face_input, reference):
+    """FP16 on the GPU: 10-bit mantissa through ~80 layers; looser tolerance, same iso-surface side nearly everywhere."""
+    with open_backend("torch", small_checkpoint, "cuda") as backend:
+        out = backend.infer(face_input)
+        assert "float16" in backend.describe()
+    assert out.dtype == np.float32 and out.shape == reference.shape
+    np.testing.assert_allclose(out, reference, rtol=0.05, atol=0.05)
+    assert np.mean((out > 0) == (reference > 0)) > 0.99
+
+
+def test_backend_modules_do_not_import_their_runtimes():
+    code = (
+        "import sys; from realtime_vrn.backends.base import backend_names; names = backend_names(); "
+        "assert {'onnxruntime', 'openvino'} <= set(names), names; "
+        "loaded = [m for m in ('onnxruntime', 'openvino', 'onnx', 'onnxscript') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# -- ONNX export ----------------------------------------------------------------------------------------------
+
+
+def test_export_is_one_file_with_named_static_io(small_checkpoint, home):
+    import onnx
+
+    path = cached_onnx(small_checkpoint)
+    assert path.parent == home / "onnx" and path.suffix == ".onnx"
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(path.name)] == [path.name]  # no .data
+    graph = onnx.load(str(path)).graph
+    dims = lambda value: [d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    assert [i.name for i in graph.input] == [INPUT_NAME] and dims(graph.input[0]) == [1, 3, 96, 96]
+    assert [o.name for o in graph.output] == [OUTPUT_NAME] and dims(graph.output[0]) == [1, 32, 24, 24]
+
+
+def test_export_is_cached_by_checkpoint_digest(small_checkpoint, home, monkeypatch, tmp_path):
+    from realtime_vrn.model import export
+
+    first = cached_onnx(small_checkpoint)
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    assert cached_onnx(small_checkpoint) == first
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, VRN(SMALL), CheckpointMeta(source="random init (tests)", licence="MIT"))
+    monkeypatch.setattr(export, "export_onnx", lambda ckpt, target, **k: target)
+    assert cached_onnx(other) != first
+
+
+def test_fp16_export_keeps_float32_io(small_checkpoint, tmp_path, face_input, reference):
+    import onnx
+    import onnxruntime as ort
+
+    path = export_onnx(small_checkpoint, tmp_path / "half.onnx", fp16=True)
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert {t.data_type for t in model.graph.initializer if len(t.dims) == 4} == {onnx.TensorProto.FLOAT16}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run([OUTPUT_NAME], {INPUT_NAME: face_input})[0]
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, reference, rtol=0.05, atol=0.05)
+
+
+def test_export_rejects_bad_arguments(tmp_path):
+    net = VRN(SMALL)
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+        export_onnx(net, tmp_path / "x.onnx", batch=0)
+    with pytest.raises(ValueError, match=r"must end in \.onnx"):
+        export_onnx(net, tmp_path / "x.bin")
+    with pytest.raises(TypeError, match="expected a VRN, a Checkpoint or a checkpoint path"):
+        export_onnx(42, tmp_path / "x.onnx")
+
+
+# -- benchmark ------------------------------------------------------------------------------------------------
+
+
+def test_benchmark_reports_timings_and_agreement(small_checkpoint, monkeypatch):
+    monkeypatch.setitem(base._REGISTRY, "failing", base._Entry("failing", _Failing, -1))
+    result = benchmark_backends(small_checkpoint, ["torch", "onnxruntime", "failing"], runs=2, warmup=1)
+    torch_entry, ort_entry = result["backends"]["torch"], result["backends"]["onnxruntime"]
+    assert torch_entry["max_abs_diff"] == 0.0 and torch_entry["vs_torch"] == 1.0
+    assert ort_entry["median_ms"] > 0 and ort_entry["p95_ms"] >= ort_entry["median_ms"] * 0.5
+    assert ort_entry["max_abs_diff"] < ATOL and ort_entry["sign_agreement"] > 0.999
+    assert "simulated runtime failure" in result["backends"]["failing"]["error"]
+    assert result["parameters"] > 0 and result["environment"]["versions"]["torch"]

@@ -1,0 +1,108 @@
+"""The VRN network: the released architecture's size and layout, output shapes, configuration checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from realtime_vrn.model.network import VRN, ImageNorm, VRNConfig, count_parameters, upsample_logits
+
+SMALL = VRNConfig(features=64, stacks=1, levels=2, depth_bins=32, input_size=96)
+RELEASED_PARAMETERS = 19_184_968
+
+
+@pytest.fixture(scope="module")
+def released() -> VRN:
+    torch.manual_seed(0)
+    return VRN().eval()
+
+
+def test_released_network_has_the_t7_parameter_count(released):
+    assert count_parameters(released) == RELEASED_PARAMETERS
+
+
+def test_released_network_layer_layout_matches_the_t7_dump(released):
+    convs = [m for m in released.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in released.modules() if isinstance(m, ImageNorm)]
+    assert len(convs) == 276 and len(norms) == 273
+    assert tuple(convs[0].weight.shape) == (64, 3, 7, 7)
+    assert tuple(convs[-1].weight.shape) == (200, 256, 1, 1)
+
+
+def test_released_network_output_shapes():
+    """Shapes at full size without the arithmetic (meta tensors): (1, 200, 48, 48) logits, (1, 200, 192, 192) full."""
+    with torch.device("meta"):
+        net = VRN().eval()
+        x = torch.empty(1, 3, 192, 192)
+        low = net.forward_lowres(x)
+        full = net(x)
+    assert low.shape == (1, 200, 48, 48) and low.dtype == torch.float32
+    assert full.shape == (1, 200, 192, 192)
+
+
+@pytest.mark.slow
+def test_released_network_runs_on_a_real_face(released, astronaut):
+    """One real full-size forward pass (about 0.4 s warm, several seconds cold on a busy 2-core CPU)."""
+    face = torch.from_numpy(astronaut[0:256, 97:353].copy()).permute(2, 0, 1)[None]  # (1, 3, 256, 256) RGB
+    x = torch.nn.functional.interpolate(face.float() / 255, size=(192, 192), mode="bilinear", antialias=True)
+    with torch.inference_mode():
+        low = released.forward_lowres(x)
+    assert low.shape == (1, 200, 48, 48)
+    assert torch.isfinite(low).all()
+
+
+def test_forward_is_the_upsampled_lowres_output():
+    torch.manual_seed(0)
+    net = VRN(SMALL).eval()
+    x = torch.rand(1, 3, 96, 96)
+    with torch.inference_mode():
+        low = net.forward_lowres(x)
+        full = net(x)
+    assert low.shape == (1, 32, 24, 24) and full.shape == (1, 32, 96, 96)
+    torch.testing.assert_close(full, upsample_logits(low, 96))
+    # align_corners=True: the grid's corner samples land exactly on the output's corners
+    torch.testing.assert_close(full[..., 0, 0], low[..., 0, 0])
+    torch.testing.assert_close(full[..., -1, -1], low[..., -1, -1])
+
+
+def test_frames_of_a_batch_are_independent():
+    """Per-image normalisation (Torch7 BN in training mode): a frame's output does not depend on its batch."""
+    torch.manual_seed(0)
+    net = VRN(SMALL).eval()
+    x = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        together = net.forward_lowres(x)
+        alone = net.forward_lowres(x[1:])
+    torch.testing.assert_close(together[1:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_guided_configuration_takes_landmark_channels():
+    cfg = VRNConfig(features=32, stacks=1, levels=1, depth_bins=8, input_size=64, in_channels=3 + 68)
+    net = VRN(cfg).eval()
+    with torch.inference_mode():
+        out = net.forward_lowres(torch.rand(1, 71, 64, 64))
+    assert cfg.guided and out.shape == (1, 8, 16, 16)
+
+
+def test_config_json_round_trip():
+    assert VRNConfig.from_dict(__import__("json").loads(SMALL.to_json())) == SMALL
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_size": 100}, "multiple of 8"),
+        ({"features": 30}, "multiple of 4"),
+        ({"stacks": 0}, "stacks must be >= 1"),
+        ({"depth_bins": 0}, "depth_bins must be >= 1"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VRNConfig(**kwargs)
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown VRN configuration keys"):
+        VRNConfig.from_dict({"features": 64, "dropout": 0.1})

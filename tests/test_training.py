@@ -1,0 +1,269 @@
+"""Synthetic data, ground-truth volumes, the training loop and the evaluation metric (all small and fast)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from realtime_vrn.model.network import VRN, VRNConfig
+from realtime_vrn.training import volumes
+from realtime_vrn.training.dataset import FLIP_68, to_training_item
+from realtime_vrn.training.evaluate import dense_nme, landmark_nme, summarise, SampleResult
+from realtime_vrn.training.facemodel import DEFAULT_NPZ
+from realtime_vrn.training.train import TrainConfig, learning_rate, voxel_loss
+
+needs_face_model = pytest.mark.skipif(not DEFAULT_NPZ.is_file(), reason=f"ICT face model not at {DEFAULT_NPZ}")
+TINY = VRNConfig(input_size=32, features=16, stacks=1, levels=1, branch_blocks=1, inner_branch_blocks=1,
+                 depth_bins=24)
+
+
+# ------------------------------------------------------------------------------------------- volumes
+
+
+def test_volume_from_depths_fills_between_back_and_front():
+    front = np.full((4, 4), np.nan, np.float32)
+    back = np.full((4, 4), np.nan, np.float32)
+    front[1, 2], back[1, 2] = 7.0, 3.0
+    front[2, 2], back[2, 2] = 30.0, -5.0  # clipped to the volume
+    vol = volumes.volume_from_depths(front, back, 10)
+    assert vol.shape == (10, 4, 4) and vol.dtype == bool
+    np.testing.assert_array_equal(np.flatnonzero(vol[:, 1, 2]), [3, 4, 5, 6, 7])
+    assert vol[:, 2, 2].all()
+    assert vol.sum() == 15
+    t = volumes.target_from_depths(torch.from_numpy(front)[None], torch.from_numpy(back)[None], 10)
+    np.testing.assert_array_equal(t[0].numpy().astype(bool), vol)
+
+
+def test_front_surface_reads_the_first_crossing_from_the_camera():
+    vol = np.zeros((10, 2, 2), np.float32)
+    vol[:6, 0, 0] = 1.0          # occupied z 0..5 -> crossing between 5 and 6
+    vol[2:4, 1, 1] = 1.0
+    vol[8:, 1, 1] = 1.0          # nearest structure wins
+    z = volumes.front_surface(vol)
+    assert z[0, 0] == pytest.approx(5.5)
+    assert z[1, 1] == pytest.approx(9.0)   # occupied up to the last voxel: no crossing above, top index
+    assert np.isnan(z[0, 1])
+
+
+# ------------------------------------------------------------------------------------------- dataset / train
+
+
+def test_flip_permutation_is_an_involution_that_swaps_sides():
+    np.testing.assert_array_equal(FLIP_68[FLIP_68], np.arange(68))
+    assert FLIP_68[36] == 45 and FLIP_68[0] == 16 and FLIP_68[30] == 30 and FLIP_68[48] == 54
+
+
+def test_training_item_flip_mirrors_image_depths_and_points():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    front = rng.random((8, 8)).astype(np.float32)
+    pts = rng.random((68, 2)).astype(np.float32) * 7
+
+    class Always:
+        def random(self):
+            return 0.0
+
+    item = to_training_item(img, front, front, pts, Always(), flip_p=1.0)
+    np.testing.assert_allclose(item["image"].numpy(), img[:, ::-1].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(item["front"].numpy(), front[:, ::-1])
+    np.testing.assert_allclose(item["points"][45, 0].item(), 7 - pts[36, 0], atol=1e-6)
+
+
+def test_voxel_loss_is_small_for_the_right_answer_and_large_for_the_wrong_one():
+    front = torch.full((1, 32, 32), 10.0)
+    back = torch.full((1, 32, 32), 2.0)
+    target = volumes.target_from_depths(front, back, 24)
+    good = (target[:, :, ::4, ::4] * 2 - 1) * 20.0  # lowres grid, constant along x/y so upsampling is exact
+    assert voxel_loss(good, front, back, "full").item() < 1e-6
+    assert voxel_loss(-good, front, back, "lowres").item() > 10
+
+
+def test_learning_rate_warms_up_and_drops():
+    cfg = TrainConfig(steps=1000, lr=1e-3)
+    assert learning_rate(cfg, 0) < 1e-4
+    assert learning_rate(cfg, 500) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 900) == pytest.approx(1e-4)
+    assert learning_rate(TrainConfig(optimizer="rmsprop", lr=1e-4), 0) == pytest.approx(1e-4)
+
+
+def test_train_config_round_trips_and_rejects_bad_values():
+    cfg = TrainConfig(model=TINY)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="l2")
+
+
+def test_a_tiny_network_fits_one_batch():
+    torch.manual_seed(0)
+    net = VRN(TINY)
+    front = torch.full((2, 32, 32), float("nan"))
+    back = torch.full((2, 32, 32), float("nan"))
+    front[:, 8:24, 8:24], back[:, 8:24, 8:24] = 16.0, 4.0
+    x = torch.rand(2, 3, 32, 32)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss = voxel_loss(net.forward_lowres(x), front, back)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.7 * first
+
+
+# ------------------------------------------------------------------------------------------- metric
+
+
+def test_dense_nme_is_zero_for_a_perfect_prediction_and_ignores_a_z_offset():
+    gx, gy = np.meshgrid(np.arange(40.0), np.arange(40.0))
+    gt = np.column_stack([gx.ravel(), gy.ravel(), 0.2 * gx.ravel() + 5])  # a tilted plane
+    lm = np.zeros((68, 3))
+    lm[36], lm[45] = [0, 0, 0], [20, 0, 0]
+    assert dense_nme(gt, gt, lm)[0] == pytest.approx(0.0)
+    nme, shift = dense_nme(gt + [0, 0, 3.0], gt, lm)
+    assert nme == pytest.approx(0.0, abs=1e-3) and shift == pytest.approx(-3.0, abs=1e-2)
+    nme, _ = dense_nme(gt + [1.0, 0, 0], gt, lm)
+    assert 0 < nme <= 1.0 / 20 + 1e-9
+    assert dense_nme(np.zeros((0, 3)), gt, lm)[0] == 1.0
+
+
+def test_landmark_nme_reads_depth_from_the_volume():
+    vol = np.zeros((40, 16, 16), np.float32)
+    vol[:21] = 1.0                      # front surface at depth index 20.5 -> z = 10.25 crop px
+    lm = np.zeros((68, 3))
+    lm[:, :2] = 8
+    lm[:, 2] = 10.25
+    lm[36, 0], lm[45, 0] = 2, 12
+    assert landmark_nme(vol, lm, 0.0) == pytest.approx(0.0, abs=1e-6)
+    assert landmark_nme(vol, lm, 1.0) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_summary_buckets_by_absolute_yaw():
+    res = [SampleResult(0, -10, 0.02, 0.03, 10), SampleResult(1, 45, 0.04, 0.05, 10),
+           SampleResult(2, -89, 0.06, 0.07, 10), SampleResult(3, 90, 0.08, 0.09, 0)]
+    rep = summarise(res)
+    assert rep["buckets"]["0-30"]["count"] == 1 and rep["buckets"]["60-90"]["count"] == 2
+    assert rep["buckets"]["60-90"]["nme"] == pytest.approx(0.07)
+    assert rep["nme"] == pytest.approx(0.05) and rep["misses"] == 1
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+
+@needs_face_model
+def test_depth_raster_matches_a_numpy_square():
+    from realtime_vrn.training.synth import SynthRasteriser
+
+    # a square from crop x, y = 2..5 at depth 10, tilted in z along x: z = 10 + x
+    v = np.array([[1.5, 1.5, 11.5], [5.5, 1.5, 15.5], [5.5, 5.5, 15.5], [1.5, 5.5, 11.5]], np.float32)
+    f = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    with SynthRasteriser(8, 1) as r:
+        front, back = r.depth_extremes(v, f, (100.0, -100.0))
+    expected = np.full((8, 8), np.nan, np.float32)
+    expected[2:6, 2:6] = 10 + np.arange(2, 6)[None, :]
+    np.testing.assert_allclose(front, expected, atol=1e-3)
+    np.testing.assert_allclose(back, expected, atol=1e-3)
+
+
+@needs_face_model
+def test_face_solid_is_closed():
+    from realtime_vrn.training.facemodel import FaceModel
+    from realtime_vrn.training.synth import FaceAssets, boundary_edges, face_solid
+
+    model = FaceModel.load()
+    assets = FaceAssets.build(model)
+    assert len(assets.hole_edges) == 3  # two eyes and the mouth
+    v, f = face_solid(model.neutral, assets)
+    assert len(boundary_edges(f)) == 0
+    assert v[:, 2].min() == pytest.approx(1.5)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    pytest.importorskip("realtime_vrn.crop", reason="realtime_vrn.crop not available yet")
+    if not DEFAULT_NPZ.is_file():
+        pytest.skip("ICT face model missing")
+    from realtime_vrn.training.synth import SynthConfig, SynthGenerator
+
+    with SynthGenerator(SynthConfig(size=64, depth_bins=64)) as gen:
+        yield gen
+
+
+def test_synthetic_sample_is_deterministic_and_consistent(generator):
+    a, b = generator.sample(7), generator.sample(7)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.front, b.front)
+    assert a.image.shape == (64, 64, 3) and a.image.dtype == np.uint8
+    assert not np.array_equal(generator.sample(8).image, a.image)
+    # the crop rule puts the tracker points' mean at the crop centre and their box at 90/192 of the side
+    centre = a.crop_points.mean(axis=0)
+    np.testing.assert_allclose(centre, [31.5, 31.5], atol=0.6)
+    span = np.ptp(a.crop_points, axis=0)
+    assert np.sqrt(span[0] * span[1]) == pytest.approx(90 * 64 / 192, rel=1e-3)
+    # the volume's front-most point sits at the configured index and the front is in front of the back
+    assert np.nanmax(a.front) == pytest.approx(generator.cfg.front_index, abs=1.0)
+    ok = ~np.isnan(a.front)
+    assert ok.sum() > 200 and (a.front[ok] >= a.back[ok]).all()
+
+
+def test_synthetic_face_vertices_lie_on_the_ground_truth_front(generator):
+    s = generator.sample(3)
+    if abs(s.pose[0]) > 30:
+        s = generator.sample(4)
+    xy = np.rint(s.face_vertices[:, :2]).astype(int)
+    inside = (xy >= 0).all(axis=1) & (xy < 64).all(axis=1)
+    front = s.front[xy[inside, 1], xy[inside, 0]]
+    z = s.face_vertices[inside, 2]
+    visible = z >= front - 3.0
+    assert visible.mean() > 0.5
+    assert np.nanmedian(np.abs(front[visible] - z[visible])) < 1.5
+
+
+def test_train_resumes_and_oracle_eval_is_near_zero(generator, tmp_path):
+    from realtime_vrn.training.dataset import stack_samples
+    from realtime_vrn.training.evaluate import evaluate
+    from realtime_vrn.training.train import load_trained, train
+
+    model = VRNConfig(input_size=64, features=16, stacks=1, levels=1, branch_blocks=1, inner_branch_blocks=1,
+                      depth_bins=64)
+    data = tmp_path / "shards"
+    data.mkdir()
+    samples = [generator.sample(seed) for seed in range(4)]
+    arrays = stack_samples(samples, with_vertices=True)
+    from realtime_vrn.training.dataset import config_json
+
+    np.savez(data / "shard-0000000000.npz", config=np.array(config_json(generator.cfg)), **arrays)
+    cfg = TrainConfig(out=str(tmp_path / "run"), data=str(data), model=model, steps=2, batch_size=2)
+    state = train(cfg, progress=False)
+    cfg3 = TrainConfig(out=str(tmp_path / "run"), data=str(data), model=model, steps=3, batch_size=2)
+    train(cfg3, progress=False)
+    net, meta = load_trained(state)
+    assert meta["step"] == 3
+    report = evaluate(net, arrays, oracle=True, limit=2)
+    assert report["samples"] == 2 and report["nme"] < 0.02
+    report = evaluate(net, arrays, limit=2)
+    assert 0 < report["nme"] <= 1.0
+
+
+def test_cli_parses_and_reports_user_errors(tmp_path):
+    from realtime_vrn.errors import ConfigError
+    from realtime_vrn.training import cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    cli.add_parser(sub)
+    args = parser.parse_args(["train", "--out", str(tmp_path), "--size", "64", "--guided", "--export",
+                              str(tmp_path / "m.safetensors")])
+    with pytest.raises(ConfigError, match="no training state"):
+        args.func(args)
+    args = parser.parse_args(["eval", str(tmp_path / "none.pt"), "--heldout", str(tmp_path)])
+    with pytest.raises(ConfigError, match="no held-out shards"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--steps", "0"])
