@@ -2,8 +2,9 @@
 
 For each backend: open time, then (after warm-up) ``runs`` timed ``infer`` calls on batch 1; median, p95, and
 the agreement of its logits with torch on CPU in float32 (max |difference| and the fraction of voxels on the
-same side of the iso-surface, logit 0). Backends are timed round-robin, one call each per round, so drifting
-load on a shared machine hits them alike and their ratios hold. The input is a real face: skimage's astronaut
+same side of the iso-surface, logit 0). Backends are timed in rounds of short blocks (one untimed call, then
+up to :data:`BLOCK_RUNS` timed ones each), so drifting load on a shared machine hits them alike and their ratios
+hold, while the untimed call absorbs the previous runtime's worker threads winding down. The input is a real face: skimage's astronaut
 photo, cropped to about the VRN crop and resized to the model's input size.
 
 Used by the benchmark CLI; also ``python -m realtime_vrn.backends.bench CHECKPOINT [--backends a,b] [--runs N]``.
@@ -23,6 +24,8 @@ import numpy as np
 
 #: Calls per backend before timing (first-call allocations, OpenVINO/ORT lazy kernel selection).
 WARMUP_RUNS = 3
+#: Timed calls per backend in a row within one round (see the module docstring).
+BLOCK_RUNS = 5
 #: Astronaut rows / columns of a square around the face, about the VRN crop (face box ~ 90/192 of the side).
 ASTRONAUT_FACE_BOX = (slice(0, 256), slice(97, 353))
 
@@ -89,7 +92,8 @@ def benchmark_backends(
     }
     del net, ckpt
 
-    opened = {}
+    opened: dict[str, Any] = {}
+    times: dict[str, list[float]] = {}
     try:
         for name in names:
             start = time.perf_counter()
@@ -107,11 +111,17 @@ def benchmark_backends(
                 "sign_agreement": float(np.mean((out > 0) == (reference > 0))),
             }
         times = {name: [] for name in opened}
-        for i in range(warmup + runs):
-            for name, backend in opened.items():  # round-robin: drifting load hits every backend alike
-                t0 = time.perf_counter()
+        for _ in range(warmup):
+            for backend in opened.values():
                 backend.infer(batch)
-                if i >= warmup:
+        while any(len(t) < runs for t in times.values()):
+            for name, backend in opened.items():
+                if len(times[name]) >= runs:
+                    continue
+                backend.infer(batch)  # untimed: the previous backend's threads are still winding down
+                for _ in range(min(BLOCK_RUNS, runs - len(times[name]))):
+                    t0 = time.perf_counter()
+                    backend.infer(batch)
                     times[name].append(time.perf_counter() - t0)
     finally:
         for backend in opened.values():
@@ -145,6 +155,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),

@@ -2,7 +2,9 @@
 
 Session tuned for a small CPU shared with the rest of the pipeline: intra-op threads = the cores this process
 may use, one inter-op thread (the graph is a chain; parallel branches gain nothing), sequential execution,
-all graph optimisations. The graph has a static batch of 1 (see :mod:`realtime_vrn.model.export`); larger
+all graph optimisations, and no spin-waiting of idle worker threads: spinning keeps both cores busy between
+frames, which the landmark and render stages need; on our loaded 2-core machine it was no faster (73-143 ms
+without against 128-200 ms with spinning, 128-feature 2-stack model). The graph has a static batch of 1 (see :mod:`realtime_vrn.model.export`); larger
 batches run frame by frame.
 """
 
@@ -44,6 +46,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3  # errors only; ORT warns about every unused initializer otherwise
         self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 

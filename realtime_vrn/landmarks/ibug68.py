@@ -1,8 +1,8 @@
 """MediaPipe Face Mesh (478 points) -> the 68-point iBUG 300-W layout that the VRN crop is defined on.
 
 ``MEDIAPIPE_TO_IBUG68[i]`` is the Face Mesh index used for iBUG point ``i`` (0-16 jaw, 17-26 brows, 27-35
-nose, 36-47 eyes, 48-67 mouth), the correspondence commonly used in public code (vrn-reference.md §1).
-It picks the nearest mesh vertex for each iBUG point; no interpolation.
+nose, 36-47 eyes, 48-67 mouth): the correspondence commonly used in public code
+(shared/docs/vrn-reference.md §1), one mesh vertex per iBUG point, no interpolation.
 
 Known bias, measured on the five photos of the official VRN demo (``tests/data/faces``) against the 68 FAN
 points the official pipeline computed for them (AaronJackson/vrn ``examples/*.txt``, integer pixels):
@@ -15,8 +15,8 @@ points the official pipeline computed for them (AaronJackson/vrn ``examples/*.tx
 - the landmark mean (which sets the crop centre) is within 2.6 px of FAN's (<= 1.4 % of the box side), with
   no consistent direction.
 
-Both layouts are 2D projections of different definitions, so these numbers are a property of the mapping,
-not noise; ``tests/test_landmarks.py`` checks them.
+The two layouts define some points differently (above all the jaw), so this bias is systematic, not noise.
+``tests/test_landmarks.py`` checks the box-size and mean figures (what the crop uses) on the five photos.
 """
 
 from __future__ import annotations

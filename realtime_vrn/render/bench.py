@@ -18,7 +18,6 @@ import moderngl
 import numpy as np
 
 from ..surface.mesh import Mesh
-from .camera import overlay_matrices
 from .renderer import Renderer
 
 #: The issue's target: render + read-back of a 1280x720 overlay with a 150k-triangle mesh.
@@ -55,7 +54,7 @@ def ellipsoid_mesh(
     j = np.arange(n_lon)[None, :]
     a, b = i * n_lon + j, i * n_lon + (j + 1) % n_lon
     c, d = a + n_lon, b + n_lon
-    faces = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([b, d, c], -1).reshape(-1, 3)])
     colors = None if color is None else np.tile(np.asarray(color, np.uint8), (len(vertices), 1))
     return Mesh(
         vertices=vertices.astype(np.float32),
@@ -105,7 +104,7 @@ def benchmark_render(
     renderer = renderer or Renderer(rasterizer=rasterizer)
     try:
         renderer.open()
-        rgba = renderer.draw_mesh(mesh, (width, height), *overlay_matrices(width, height))
+        rgba = renderer.draw_mesh(mesh, (width, height))
         iou = silhouette_iou(rgba, mesh)
         if iou < MIN_SILHOUETTE_IOU:
             raise RuntimeError(f"renderer check failed: silhouette IoU {iou:.4f} < {MIN_SILHOUETTE_IOU}")

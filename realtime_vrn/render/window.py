@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -110,8 +111,11 @@ class LiveWindow:
     def open(self) -> "LiveWindow":
         if self._window is not None:
             return self
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise DisplayError(f"no display for the live window (DISPLAY and WAYLAND_DISPLAY are unset): {HEADLESS_HINT}")
+        has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        if sys.platform.startswith("linux") and not has_display:
+            raise DisplayError(
+                f"no display for the live window (DISPLAY and WAYLAND_DISPLAY are unset): {HEADLESS_HINT}"
+            )
         try:
             import glfw
         except ImportError as err:
@@ -308,4 +312,6 @@ def _letterbox(w: int, h: int, fb_w: int, fb_h: int) -> tuple[int, int, int, int
 
 
 def _glfw_messages(caught: list[warnings.WarningMessage]) -> str:
-    return "; ".join(str(w.message).strip() for w in caught) or "glfw gave no reason"
+    """glfw's error warnings ("(65544) b'X11: Failed to open display :1'") as plain text."""
+    texts = [re.sub(r"^\(\d+\) b?(['\"])(.*)\1$", r"\2", str(w.message).strip()) for w in caught]
+    return "; ".join(texts) or "glfw gave no reason"

@@ -52,7 +52,8 @@ class FrameSource(ABC):
         size:        (width, height) in pixels of the first frame (image folders may hold other sizes).
         is_live:     True for a camera (frames arrive in real time and the newest one wins).
         is_still:    True for still images (unrelated pictures: no tracking or smoothing across them).
-        frame_count: number of frames when known in advance (files, image folders), None for cameras.
+        frame_count: number of frames when known in advance (files, image folders), None for cameras and
+                     looping sources.
         dropped:     frames discarded so far (a camera frame replaced by a newer one, or a video frame
                      skipped to keep up in real-time mode). Never silent: counted here and logged at close.
     """

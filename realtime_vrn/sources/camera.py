@@ -127,6 +127,9 @@ class CameraSource(FrameSource):
                               f"check that it is connected and not used by another program, try another "
                               f"--camera index, or use --video FILE")
         self._configure(cap)
+        fps = float(cap.get(_cv2().CAP_PROP_FPS) or 0.0)  # asked before the capture thread owns the device
+        self._fps = fps if fps > 0 else None
+        self._frame_count = None
         self._thread = threading.Thread(target=self._capture_loop, name=f"capture-{self.name}", daemon=True)
         self._thread.start()
         # Wait for the first frame but leave it in the slot: if a newer one arrives before the first
@@ -136,9 +139,6 @@ class CameraSource(FrameSource):
             raise SourceError(f"{self.name} was closed while opening")
         height, width = first.image.shape[:2]
         self._size = (width, height)
-        fps = float(cap.get(_cv2().CAP_PROP_FPS) or 0.0)
-        self._fps = fps if fps > 0 else None
-        self._frame_count = None
 
     def _configure(self, cap: Capture) -> None:
         cv2 = _cv2()

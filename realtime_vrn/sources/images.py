@@ -36,7 +36,7 @@ class ImageSource(FrameSource):
 
     def _open(self) -> None:
         self._files = list_images(self.path)
-        self._frame_count = len(self._files)
+        self._frame_count = None if self.loop else len(self._files)  # looping: endless
         self._fps = None
         self._pending = self._read(0)
         height, width = self._pending.image.shape[:2]

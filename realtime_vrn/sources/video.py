@@ -7,7 +7,8 @@ By default every frame is delivered, in order, however slow the consumer: nothin
 - ``drop_frames=True``: behave like a live camera: the file plays on a clock at its own frame rate, started
   when the first frame is handed out, and frames whose successor is already due are skipped (counted in
   ``dropped``). Only when asked: the default processes every frame.
-- ``loop=True``: start again at the end (soak tests); ``index`` keeps counting, ``media_time`` restarts.
+- ``loop=True``: start again at the end (soak tests); ``index`` keeps counting, ``media_time`` restarts,
+  ``frame_count`` is None (endless).
 
 A file that cannot be opened, decodes no frame, or ends before the frame count in its header raises
 SourceError saying so (a truncated download is reported, never taken for the end of the clip).
@@ -71,6 +72,7 @@ class VideoFileSource(FrameSource):
         self._index = 0  # frames grabbed since the start (all passes)
         self._position = 0  # frames grabbed in the current pass through the file
         self._pending: _Decoded | None = None
+        self._header_frames: int | None = None  # the frame count the container announces
         self._ended = False
         self._clock_start: float | None = None
         self._queue: queue.Queue | None = None
@@ -91,7 +93,8 @@ class VideoFileSource(FrameSource):
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._fps = fps if fps > 0 and math.isfinite(fps) else None
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self._frame_count = count if count > 0 else None
+        self._header_frames = count if count > 0 else None
+        self._frame_count = None if self.loop else self._header_frames
         first = self._decode()
         if first is None:
             raise SourceError(f"{self.path}: no frame could be decoded; the file is truncated, damaged or not "
@@ -137,7 +140,7 @@ class VideoFileSource(FrameSource):
         return self._position / self._fps if self._fps else None
 
     def _check_complete(self) -> None:
-        expected = self._frame_count
+        expected = self._header_frames
         if expected is None:
             return
         slack = max(FRAME_COUNT_SLACK_FRAMES, int(FRAME_COUNT_SLACK_FRACTION * expected))

@@ -21,6 +21,10 @@ class Mesh:
               A y flip (image -> y-up export) changes handedness, so it must also reverse the winding.
     normals:  (V, 3) float32 unit outward normals in the same frame.
     colors:   (V, 3) uint8 RGB, or None.
+
+    Meshes from ``surface.extract`` are indexed (no two vertices at the same position) and closed except where
+    the solid meets the volume's border (a face cut by the crop edge), exactly as marching cubes on the whole
+    volume leaves them.
     """
 
     vertices: np.ndarray

@@ -47,3 +47,75 @@ def preview_grid(path: str | Path, cfg: SynthConfig, seeds: Iterable[int], colum
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), grid[:, :, ::-1])  # OpenCV writes BGR
     return path
+
+
+def shade_mesh(vertices: np.ndarray, faces: np.ndarray, size: int, yaw_deg: float = 0.0,
+               colour: tuple[float, float, float] = (0.75, 0.72, 0.68)) -> np.ndarray:
+    """Grey shaded render (size, size, 3) uint8 RGB of a crop-frame mesh (x, y crop px, z = depth index * 0.5,
+    larger z nearer), seen from the front (yaw 0) or turned by ``yaw_deg`` about the vertical axis through its
+    centroid. Normals are recomputed in the camera frame (x right, y up, z towards the viewer)."""
+    from realtime_vrn.training.synth import SynthRasteriser, vertex_normals
+
+    if len(faces) == 0:
+        return np.zeros((size, size, 3), np.uint8)
+    v = np.asarray(vertices, np.float64)
+    cam = np.column_stack([v[:, 0], -v[:, 1], v[:, 2]])  # y up: right-handed camera frame
+    c = cam.mean(axis=0)
+    a = np.radians(yaw_deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    cam = (cam - c) @ rot.T + c
+    pos = np.column_stack([cam[:, 0], -cam[:, 1], cam[:, 2] * 2.0]).astype(np.float32)  # back to crop px / index
+    normals = vertex_normals(cam.astype(np.float32), faces.astype(np.int32))
+    n = len(v)
+    lights = {"dirs": np.array([[0.3, 0.4, 1.0], [-0.6, 0.1, 0.5]], np.float32),
+              "colours": np.array([[0.75, 0.75, 0.75], [0.25, 0.25, 0.25]], np.float32),
+              "ambient": np.full(3, 0.15), "shininess": 20.0, "detail": 0.0, "detail_freq": 1.0}
+    zr = float(np.abs(pos[:, 2]).max() + 10)
+    with SynthRasteriser(size, 2) as r:
+        rgba = r.colour(pos, faces.astype(np.int32), normals, np.tile(np.float32(colour), (n, 1)),
+                        np.full(n, 0.15, np.float32), cam.astype(np.float32), (zr, -zr), lights)
+    return (np.clip(rgba[:, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def real_photo_sheet(net, photos: list[Path], path: str | Path, display: int = 192) -> Path:
+    """For each real photo: MediaPipe landmarks -> CropTransform crop -> network -> p = 0.5 surface, drawn as
+    [crop with its 68 points | mesh from the front | mesh turned 45 deg | mesh turned 90 deg]; one row per photo,
+    each panel ``display`` px. Photos without a detected face get a black row. Writes a PNG (RGB)."""
+    import cv2
+    import torch
+
+    from realtime_vrn.crop import CropTransform
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.model.guidance import network_input
+    from realtime_vrn.surface.extract import SurfaceExtractor
+
+    cfg = net.cfg
+    s = cfg.input_size
+    extractor = SurfaceExtractor(cfg)
+    rows = []
+    with open_tracker(static=True, smoothing=False) as tracker:
+        for photo in photos:
+            bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])  # OpenCV reads BGR
+            found = tracker.process(rgb, 0.0)
+            if found is None:
+                rows.append(np.zeros((display, 4 * display, 3), np.uint8))
+                continue
+            crop = CropTransform.from_landmarks(found.points68, size=s)
+            crop_img = crop.warp(rgb)
+            pts = crop.to_crop(found.points68)
+            with torch.no_grad():
+                logits = net.forward_lowres(torch.from_numpy(network_input(crop_img, cfg, pts)))[0].numpy()
+            mesh = extractor.extract(logits)
+            k = display / s
+            scaled = mesh.vertices * np.float32(k)
+            views = [shade_mesh(scaled, mesh.faces, display, yaw) for yaw in (0.0, 45.0, 90.0)]
+            marked = cv2.resize(crop_img, (display, display), interpolation=cv2.INTER_CUBIC)
+            for p in pts * k:
+                cv2.circle(marked, (int(p[0]), int(p[1])), 2, (0, 255, 0), -1)
+            rows.append(np.concatenate([marked] + views, axis=1))
+    sheet = np.concatenate(rows, axis=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet[:, :, ::-1])
+    return path

@@ -252,11 +252,22 @@ def load_trained(state_path: str | Path, device: str = "cpu") -> tuple[VRN, dict
     return net, meta
 
 
-def export_model(state_path: str | Path, out: str | Path, extra_meta: dict | None = None) -> Path:
-    """Write the trained network in the package's checkpoint format (``model/checkpoint.py``)."""
-    from realtime_vrn.model.checkpoint import save_checkpoint
+#: Licence of weights trained here: the code is ours and the only data is the ICT Face Model (MIT).
+TRAINED_LICENCE = "MIT (trained by realtime-vrn on synthetic renders of the ICT Face Model, MIT)"
+
+
+def export_model(state_path: str | Path, out: str | Path, description: str = "", card: bool = True) -> Path:
+    """Write the trained network of a training state in the package's checkpoint format (``model/checkpoint.py``),
+    with its provenance (step, training time, configuration) and, with ``card``, the SHA-256 sidecar."""
+    from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint, write_model_card
 
     net, meta = load_trained(state_path)
-    meta = {**meta, **(extra_meta or {})}
-    save_checkpoint(out, net, meta)
+    tc = meta["train_config"]
+    provenance = (f"realtime-vrn training run: {meta['step']} steps x batch {tc['batch_size']}, "
+                  f"{meta['elapsed_s'] / 3600:.2f} h, optimizer {tc['optimizer']} lr {tc['lr']}, loss {tc['loss']}")
+    info = CheckpointMeta(source=provenance, licence=TRAINED_LICENCE,
+                          description=(description + " " if description else "") + json.dumps(tc, sort_keys=True))
+    save_checkpoint(out, net, info)
+    if card:
+        write_model_card(out)
     return Path(out)
