@@ -29,6 +29,9 @@ from realtime_vrn.surface.mesh import Mesh
 
 log = logging.getLogger(__name__)
 
+#: Frames decoded ahead of the pipeline for video files (a bounded queue: decoding overlaps processing).
+VIDEO_PREFETCH = 4
+
 
 @dataclass
 class Reconstruction:
@@ -55,8 +58,12 @@ class Reconstruction:
 class Reconstructor:
     """One frame in, one mesh out. Owns no device resources: the tracker and backend are passed in."""
 
-    def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None) -> None:
+    def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None,
+                 media_fps: float | None = None) -> None:
+        """media_fps: for offline video, the file's frame rate; the tracker then runs on the media timeline
+        (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed."""
         self.tracker = tracker
+        self.media_fps = media_fps
         self.backend = backend
         self.cfg = cfg
         self.extractor = SurfaceExtractor(cfg)
@@ -67,7 +74,8 @@ class Reconstructor:
         rec = Reconstruction(frame=frame)
         t = rec.timings
         with self.stats.time("landmarks", t):
-            rec.landmarks = self.tracker.process(frame.image, frame.timestamp)
+            clock = frame.index / self.media_fps if self.media_fps else frame.timestamp
+            rec.landmarks = self.tracker.process(frame.image, clock)
         if rec.landmarks is None:
             return rec
         with self.stats.time("crop", t):
@@ -148,8 +156,9 @@ def _open_source(config: RunConfig):
     if config.camera is not None:
         return open_source(camera=config.camera)
     if config.image is not None:
-        return open_source(image=config.image)
-    return open_source(video=config.video or demo_clip_path(), drop_frames=config.realtime)
+        return open_source(image=config.image, loop=config.loop)
+    return open_source(video=config.video or demo_clip_path(), drop_frames=config.realtime, loop=config.loop,
+                       prefetch=VIDEO_PREFETCH)
 
 
 def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSummary,
@@ -161,7 +170,8 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
     with _open_source(config) as source, \
             open_tracker(static=source.is_still, smoothing=config.smoothing) as tracker, \
             Outputs(config, source, summary) as outputs:
-        rec = Reconstructor(tracker, backend, cfg, stats)
+        offline_video = not source.is_live and not source.is_still and not config.realtime
+        rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None)
         total = source.frame_count
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames

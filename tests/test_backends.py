@@ -178,12 +178,13 @@ def test_torch_cuda_without_a_gpu_says_so(small_checkpoint):
 
 @pytest.mark.gpu
 def test_torch_cuda_float16_agrees_with_cpu_float32(small_checkpoint, face_input, reference):
-    """FP16 on the GPU: 10-bit mantissa through ~80 layers; looser tolerance, same iso-surface side nearly everywhere."""
+    """FP16 on the GPU: 10-bit mantissa through ~80 layers, so a looser tolerance. The same model in float16 on
+    the CPU differs from float32 by at most 0.056 (logits up to 3) with 99.4% of voxels on the same side."""
     with open_backend("torch", small_checkpoint, "cuda") as backend:
         out = backend.infer(face_input)
         assert "float16" in backend.describe()
     assert out.dtype == np.float32 and out.shape == reference.shape
-    np.testing.assert_allclose(out, reference, rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(out, reference, rtol=0.05, atol=0.1)
     assert np.mean((out > 0) == (reference > 0)) > 0.99
 
 

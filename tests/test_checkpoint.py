@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -225,7 +226,7 @@ def test_strict_loading_reports_every_mismatch_at_once(tmp_path):
 
 def test_checkpoint_of_another_configuration_does_not_load_silently(tmp_path):
     """Weights of a 16-feature model with a 32-feature configuration: every tensor shape is reported wrong."""
-    other = VRNConfig(features=32, stacks=1, levels=1, branch_blocks=1, inner_branch_blocks=1, depth_bins=8, input_size=32)
+    other = dataclasses.replace(TINY, features=32)
     path = _write_raw(tmp_path / "wrongcfg.safetensors", _tiny_model().state_dict(), _our_metadata(cfg=other))
     with pytest.raises(WeightsError, match="wrong shape"):
         load_model(path)

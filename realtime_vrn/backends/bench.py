@@ -4,8 +4,8 @@ For each backend: open time, then (after warm-up) ``runs`` timed ``infer`` calls
 the agreement of its logits with torch on CPU in float32 (max |difference| and the fraction of voxels on the
 same side of the iso-surface, logit 0). Backends are timed in rounds of short blocks (one untimed call, then
 up to :data:`BLOCK_RUNS` timed ones each), so drifting load on a shared machine hits them alike and their ratios
-hold, while the untimed call absorbs the previous runtime's worker threads winding down. The input is a real face: skimage's astronaut
-photo, cropped to about the VRN crop and resized to the model's input size.
+hold, while the untimed call absorbs the previous runtime's worker threads winding down. The input is a real
+face: skimage's astronaut photo, cropped to about the VRN crop and resized to the model's input size.
 
 Used by the benchmark CLI; also ``python -m realtime_vrn.backends.bench CHECKPOINT [--backends a,b] [--runs N]``.
 """
@@ -166,14 +166,15 @@ def environment() -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     """The benchmark result as a plain-text table (one line per backend)."""
-    lines = [f"{'backend':<15} {'median ms':>10} {'p95 ms':>8} {'vs torch':>8} {'max|diff|':>10} {'same sign':>9}  describe"]
+    header = f"{'backend':<15} {'median ms':>10} {'p95 ms':>8} {'vs torch':>8} {'max|diff|':>10} {'same sign':>9}"
+    lines = [header + "  describe"]
     for name, entry in result["backends"].items():
         if "error" in entry:
             lines.append(f"{name:<15} failed: {entry['error']}")
             continue
         lines.append(
-            f"{name:<15} {entry['median_ms']:>10.1f} {entry['p95_ms']:>8.1f} {entry.get('vs_torch', float('nan')):>8.2f} "
-            f"{entry['max_abs_diff']:>10.2e} {entry['sign_agreement']:>9.4%}  {entry['describe']}"
+            f"{name:<15} {entry['median_ms']:>10.1f} {entry['p95_ms']:>8.1f} "
+            f"{entry.get('vs_torch', float('nan')):>8.2f} {entry['max_abs_diff']:>10.2e} {entry['sign_agreement']:>9.4%}  {entry['describe']}"
         )
     return "\n".join(lines)
 

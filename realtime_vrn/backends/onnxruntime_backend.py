@@ -4,8 +4,8 @@ Session tuned for a small CPU shared with the rest of the pipeline: intra-op thr
 may use, one inter-op thread (the graph is a chain; parallel branches gain nothing), sequential execution,
 all graph optimisations, and no spin-waiting of idle worker threads: spinning keeps both cores busy between
 frames, which the landmark and render stages need; on our loaded 2-core machine it was no faster (73-143 ms
-without against 128-200 ms with spinning, 128-feature 2-stack model). The graph has a static batch of 1 (see :mod:`realtime_vrn.model.export`); larger
-batches run frame by frame.
+without against 128-200 ms with spinning, 128-feature 2-stack model). The graph has a static batch of 1
+(see :mod:`realtime_vrn.model.export`); larger batches run frame by frame.
 """
 
 from __future__ import annotations

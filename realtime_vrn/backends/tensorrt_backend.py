@@ -79,24 +79,19 @@ class TensorRTBackend(InferenceBackend):
         self.recipe_name = recipe
         self.recipe = None
         self.engine_path: Path | None = None
-        self._engine = self._context = self._stream = None
+        self._runtime = self._engine = self._context = self._stream = None
         self._input = self._output = self._host_in = self._host_out = None
 
     def open(self) -> None:
         trt = import_tensorrt()
         import torch
 
-        from realtime_vrn.engines import EngineError, load_or_build, load_recipe, needs_fp16_onnx
-        from realtime_vrn.model.checkpoint import read_checkpoint_header
-        from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME, cached_onnx
+        from realtime_vrn.engines import EngineError
+        from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME
 
-        device = self._cuda_device(torch)
-        self.cfg = read_checkpoint_header(self.checkpoint).cfg
-        self.recipe = recipe = load_recipe(self.recipe_name)
-        onnx = cached_onnx(self.checkpoint, batch=recipe.batch, fp16=needs_fp16_onnx(trt, recipe))
-        data, self.engine_path = load_or_build(
-            onnx, recipe, self.cfg, tensorrt_version=trt.__version__, gpu_name=torch.cuda.get_device_name(device),
-            build=lambda path, rcp: build_serialized_engine(trt, path, rcp))
+        device = _cuda_device(torch, self.device)
+        data, self.engine_path, self.cfg, self.recipe = prepare_engine(self.checkpoint, self.recipe_name, device)
+        recipe = self.recipe
         with torch.cuda.device(device):
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             engine = runtime.deserialize_cuda_engine(data)
@@ -116,7 +111,8 @@ class TensorRTBackend(InferenceBackend):
             context.set_tensor_address(INPUT_NAME, self._input.data_ptr())
             context.set_tensor_address(OUTPUT_NAME, self._output.data_ptr())
             self._stream = torch.cuda.Stream(device)
-        self._engine, self._context = engine, context
+        # the runtime must outlive its engine, and the engine its context: kept together, dropped in reverse
+        self._runtime, self._engine, self._context = runtime, engine, context
 
     def infer_device(self, crop):
         """(B, C, S, S) float32 CUDA tensor -> (B, D, S/4, S/4) float32 CUDA tensor (B = the recipe's batch).
@@ -159,7 +155,9 @@ class TensorRTBackend(InferenceBackend):
         return out
 
     def close(self) -> None:
-        self._context = self._engine = None
+        self._context = None
+        self._engine = None
+        self._runtime = None
         self._input = self._output = self._host_in = self._host_out = self._stream = None
 
     def describe(self) -> str:
@@ -167,14 +165,39 @@ class TensorRTBackend(InferenceBackend):
             return "tensorrt (not open)"
         return f"tensorrt ({self.recipe.precision}, batch {self.recipe.batch}, engine {self.engine_path})"
 
-    def _cuda_device(self, torch):
-        if not torch.cuda.is_available():
-            raise BackendError("the TensorRT backend needs an NVIDIA GPU, and torch sees none")
-        if self.device in ("auto", "cuda"):
-            return torch.device("cuda", torch.cuda.current_device())
-        if self.device.startswith("cuda:"):
-            return torch.device(self.device)
-        raise BackendError(f"the TensorRT backend runs on CUDA devices only; got device {self.device!r}")
+
+
+def _cuda_device(torch, device: str):
+    if not torch.cuda.is_available():
+        raise BackendError("the TensorRT backend needs an NVIDIA GPU, and torch sees none")
+    if device in ("auto", "cuda"):
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.startswith("cuda:"):
+        return torch.device(device)
+    raise BackendError(f"the TensorRT backend runs on CUDA devices only; got device {device!r}")
+
+
+def prepare_engine(checkpoint: Path, recipe_name: str = "fp16-b1", device=None, force: bool = False):
+    """The serialized engine of a checkpoint for a recipe on this GPU: cached, else exported and built.
+
+    Returns (engine bytes, cache path, VRNConfig, EngineRecipe). ``force`` rebuilds even a valid cached engine.
+    This is what ``realtime-vrn engine build [--recipe NAME] [--force]`` runs.
+    """
+    trt = import_tensorrt()
+    import torch
+
+    from realtime_vrn.engines import load_or_build, load_recipe, needs_fp16_onnx
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
+    from realtime_vrn.model.export import cached_onnx
+
+    device = device if device is not None else _cuda_device(torch, "auto")
+    cfg = read_checkpoint_header(checkpoint).cfg
+    recipe = load_recipe(recipe_name)
+    onnx = cached_onnx(checkpoint, batch=recipe.batch, fp16=needs_fp16_onnx(trt, recipe))
+    data, path = load_or_build(
+        onnx, recipe, cfg, tensorrt_version=trt.__version__, gpu_name=torch.cuda.get_device_name(device),
+        build=lambda onnx_path, rcp: build_serialized_engine(trt, onnx_path, rcp), force=force)
+    return data, path, cfg, recipe
 
 
 def can_start() -> bool:

@@ -12,10 +12,11 @@ one segment between its two crossing edges. An ambiguous face (inside corners on
 separates its inside corners; the rule depends on the face's four corners only, so the two cells sharing a face
 draw the same segments and the surface is crack-free (watertight away from the volume border). Each edge
 crossing has exactly one segment entering and one leaving it, so the segments close into loops, and each loop
-of ``k`` crossings becomes a fan of ``k - 2`` triangles. Segments are directed so that every triangle is wound
-with ``cross(v1 - v0, v2 - v0)`` pointing from the inside (logit > 0) to the outside, in (x, y, z).
+of ``k`` crossings becomes ``k - 2`` triangles with no diagonal on a cell face (see :func:`_triangulate`).
+Segments are directed so that every triangle is wound with ``cross(v1 - v0, v2 - v0)`` pointing from the
+inside (logit > 0) to the outside, in (x, y, z).
 
-The tables are computed once (a few ms) and uploaded to the GPU by :mod:`realtime_vrn.gpu.mc_cupy`, so the
+The tables are computed once (~0.1 s) and uploaded to the GPU by :mod:`realtime_vrn.gpu.mc_cupy`, so the
 kernel and the twin cannot disagree about them.
 """
 
@@ -115,7 +116,7 @@ def _triangulate(loop: list[int], coplanar: set[frozenset[int]]) -> list[tuple[i
     def allowed(i: int, j: int) -> bool:
         return abs(i - j) in (1, len(loop) - 1) or frozenset((loop[i], loop[j])) not in coplanar
 
-    def solve(i: int, j: int) -> list[tuple[int, int]] | None:  # polygon loop[i..j], base (i, j)
+    def solve(i: int, j: int) -> list[tuple[int, int, int]] | None:  # polygon loop[i..j], base (i, j)
         if j - i < 2:
             return []
         for k in range(i + 1, j):

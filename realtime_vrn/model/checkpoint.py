@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import struct
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ import torch
 
 from realtime_vrn.errors import WeightsError
 from realtime_vrn.model.network import VRN, VRNConfig
-
-log = logging.getLogger(__name__)
 
 FORMAT_TAG = "realtime-vrn-checkpoint"
 #: Bump when the layout changes incompatibly; readers refuse newer versions.
@@ -156,21 +153,6 @@ def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
     return _load(path, card["sha256"].lower(), f"its model card {model_card_path(path).name}")
 
 
-def _load(path: Path, expected_sha256: str | None, origin: str) -> Checkpoint:
-    size = _existing_file_size(path)
-    data = path.read_bytes()  # one read serves the checksum and the tensors (~77 MB for the released model)
-    header_len = _header_length(path, data[: _HEADER_LEN_BYTES + 1], size)
-    header = _parse_header(path, data[_HEADER_LEN_BYTES : _HEADER_LEN_BYTES + header_len], header_len, size)
-    sha256 = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and sha256 != expected_sha256:
-        raise WeightsError(
-            f"checkpoint {path} has SHA-256 {sha256}, but {origin} expects {expected_sha256}: the file is corrupt "
-            f"or not the model it claims to be; install it again"
-        )
-    state_dict = _deserialize(path, data)
-    return Checkpoint(cfg=header.cfg, state_dict=state_dict, meta=header.meta, sha256=sha256, path=path)
-
-
 def model_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> VRN:
     """Build the network of ``checkpoint`` and load its weights strictly; returned in eval mode on ``device``."""
     net = VRN(checkpoint.cfg)
@@ -237,13 +219,31 @@ def read_model_card(checkpoint_path: str | os.PathLike) -> dict[str, Any] | None
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WeightsError(f"model card {card_path} is unreadable ({err}); delete it or install the model again") from err
+        raise WeightsError(
+            f"model card {card_path} is unreadable ({err}); delete it or install the model again"
+        ) from err
     if not isinstance(card, dict) or not _is_sha256(card.get("sha256")):
         raise WeightsError(f"model card {card_path} has no valid 'sha256'; delete it or install the model again")
     return card
 
 
 # -- internals ------------------------------------------------------------------------------------------------
+
+
+def _load(path: Path, expected_sha256: str | None, origin: str) -> Checkpoint:
+    _existing_file_size(path)
+    data = path.read_bytes()  # one read serves the checksum and the tensors (~77 MB for the released model)
+    size = len(data)
+    header_len = _header_length(path, data[: _HEADER_LEN_BYTES + 1], size)
+    header = _parse_header(path, data[_HEADER_LEN_BYTES : _HEADER_LEN_BYTES + header_len], header_len, size)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise WeightsError(
+            f"checkpoint {path} has SHA-256 {sha256}, but {origin} expects {expected_sha256}: the file is corrupt "
+            f"or not the model it claims to be; install it again"
+        )
+    state_dict = _deserialize(path, data)
+    return Checkpoint(cfg=header.cfg, state_dict=state_dict, meta=header.meta, sha256=sha256, path=path)
 
 
 def _is_sha256(value: object) -> bool:
@@ -296,6 +296,8 @@ def _parse_header(path: Path, raw: bytes, header_len: int, size: int) -> Checkpo
     if not isinstance(header, dict):
         raise _not_ours(path, "its header is not safetensors JSON")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise _not_ours(path, "its safetensors metadata is not a string table")
     if metadata.get("format") != FORMAT_TAG:
         raise _not_ours(path, f"a safetensors file without the {FORMAT_TAG!r} format tag")
     try:

@@ -81,6 +81,7 @@ def export_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"an ONNX file name must end in .onnx, got {path.name}")
     cfg = net.cfg
+    was_training = net.training
     graph = _LowResGraph(copy.deepcopy(net).half() if fp16 else net, fp16).eval()
     example = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,7 @@ def export_onnx(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        net.train(was_training)  # eval() above reached the caller's model (no-op for VRN's layers, but undone)
     return path
 
 

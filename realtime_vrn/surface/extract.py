@@ -136,37 +136,71 @@ def mesh_from_marching_cubes(
     )
 
 
+def _on_grid_nodes(vertices: np.ndarray) -> np.ndarray:
+    """Indices of crop-frame vertices exactly on a grid node (x, y integers, z a multiple of Z_SCALE)."""
+    x, y, z = vertices[:, 0], vertices[:, 1], vertices[:, 2] / np.float32(Z_SCALE)
+    return np.flatnonzero((x == np.floor(x)) & (y == np.floor(y)) & (z == np.floor(z)))
+
+
 def merge_duplicate_vertices(mesh: Mesh, only_on_nodes: bool = False) -> Mesh:
     """Merge vertices with identical coordinates, drop the faces that collapse, keep first-seen order.
 
     Marching cubes repeats vertices where logits are exactly at the level (plateaus of exact zeros), and a
-    value so close to the level that the interpolated position rounds onto a node puts a vertex there once per
-    edge through the node. Both leave degenerate triangles. With ``only_on_nodes`` only vertices on grid
-    nodes of the crop frame (integer x and y, z a multiple of Z_SCALE) are compared, ~1 ms and enough when no
-    value is exactly at the level; otherwise all of them (~15 ms for a face). Returns ``mesh`` itself when
-    nothing coincides.
+    logit so close to the level that the interpolated position rounds onto a node puts a vertex there once per
+    edge through the node (a few times per face mesh). Both leave degenerate triangles. With
+    ``only_on_nodes`` only vertices on grid nodes are compared, which is enough when no logit is exactly at
+    the level (~1 ms, ~4 ms when some merge); otherwise all vertices are (~15 ms for a face). Returns
+    ``mesh`` itself when nothing coincides.
     """
     v = mesh.vertices
-    if only_on_nodes:
-        grid_coords = v / np.float32([1.0, 1.0, Z_SCALE])
-        candidates = np.flatnonzero((grid_coords == np.floor(grid_coords)).all(axis=1))
-    else:
-        candidates = np.arange(len(v))
+    candidates = _on_grid_nodes(v) if only_on_nodes else np.arange(len(v))
     if len(candidates) < 2:
         return mesh
     _, first, inverse = np.unique(v[candidates], axis=0, return_index=True, return_inverse=True)
     if len(first) == len(candidates):
         return mesh
-    remap = np.arange(len(v))
-    remap[candidates] = candidates[first][inverse.reshape(-1)]
-    faces = remap[mesh.faces]
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
-    used = np.zeros(len(v), bool)
-    used[faces.ravel()] = True
+    representative = candidates[first][inverse.reshape(-1)]
+    moved = representative != candidates
+    duplicates = np.sort(candidates[moved])
+    keep = np.ones(len(v), bool)
+    keep[duplicates] = False
+    new_index = np.cumsum(keep, dtype=np.int64) - 1
+    new_index[candidates[moved]] = new_index[representative[moved]]
+    faces = new_index[mesh.faces]
+    collapsed = np.flatnonzero(
+        (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
+    )
+    touched = np.unique(faces[collapsed])  # vertices of the collapsed faces: maybe used by no other face now
+    faces = _delete_rows(faces, collapsed)
+    merged = Mesh(
+        vertices=_delete_rows(v, duplicates),
+        faces=faces.astype(np.int32),
+        normals=_delete_rows(mesh.normals, duplicates),
+        colors=None if mesh.colors is None else _delete_rows(mesh.colors, duplicates),
+        frame=mesh.frame,
+    )
+    if len(touched) and not np.isin(touched, faces, kind="table").all():
+        merged = _drop_unused_vertices(merged)
+    return merged
+
+
+def _delete_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``np.delete(array, rows, axis=0)`` for a few sorted rows: copies the slices between them."""
+    if len(rows) == 0:
+        return array
+    bounds = np.concatenate([[-1], rows, [len(array)]])
+    return np.concatenate([array[a + 1 : b] for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def _drop_unused_vertices(mesh: Mesh) -> Mesh:
+    used = np.zeros(len(mesh.vertices), bool)
+    used[mesh.faces.ravel()] = True
+    if used.all():
+        return mesh
     new_index = np.cumsum(used, dtype=np.int64) - 1
     return Mesh(
-        vertices=v[used],
-        faces=new_index[faces].astype(np.int32),
+        vertices=mesh.vertices[used],
+        faces=new_index[mesh.faces].astype(np.int32),
         normals=mesh.normals[used],
         colors=None if mesh.colors is None else mesh.colors[used],
         frame=mesh.frame,
@@ -212,7 +246,7 @@ class SurfaceExtractor:
         x0, x1 = min(r[2][0] for r in slabs), max(r[2][1] for r in slabs)
         shape = (z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1)
         values, mask = self._buffers(shape)
-        on_level = False
+        on_level = False  # logits exactly at the level: marching cubes repeats vertices there
         for (za, zb), (ya, yb), (xa, xb) in slabs:
             # Nodes [za, zb + 1]: the slab's last cubes reach one node into the next slab (identical values).
             ze = min(zb + 1, z1)
