@@ -139,11 +139,11 @@ def _network_backends(config: RunConfig, backends: str) -> dict:
     names = backend_names() if backends == "all" else [b.strip() for b in backends.split(",") if b.strip()]
     weights = resolve_weights(config.model, config.weights)
     out = benchmark_backends(weights, names)
-    for name, r in out.items():
+    for name, r in out.get("backends", {}).items():
         if isinstance(r, dict) and "median_ms" in r:
             print(f"network [{name}]: median {r['median_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms")
         else:
-            print(f"network [{name}]: {r}")
+            print(f"network [{name}]: {r.get('error', r) if isinstance(r, dict) else r}")
     return out
 
 

@@ -136,11 +136,11 @@ def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
 def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
     """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
     from realtime_vrn.backends.base import open_backend
-    from realtime_vrn.model.checkpoint import load_checkpoint
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.weights.registry import resolve_weights
 
     weights = resolve_weights(config.model, config.weights)  # before any device is opened: fail fast
-    cfg = load_checkpoint(weights).cfg
+    cfg = read_checkpoint_header(weights).cfg
     summary = RunSummary(model=str(weights), rss_start_mb=rss_mb())
     with open_backend(config.backend, weights, config.device) as backend:
         summary.backend = backend.describe()

@@ -57,3 +57,32 @@ def vrn_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "vrn-home"
     monkeypatch.setenv("REALTIME_VRN_HOME", str(home))
     return home
+
+
+#: A tiny network whose output is known exactly: zero last-layer weights and a bias that is positive for the
+#: depth bins below PLANE_DEPTH_BINS // 2 and negative above, so the iso-surface is the plane z = (bins/2 - 0.5)
+#: * 0.5 over the whole crop. Not a face model: it makes the pipeline's geometry checkable end to end.
+PLANE_DEPTH_BINS = 32
+PLANE_INPUT = 64
+
+
+@pytest.fixture(scope="session")
+def plane_checkpoint(tmp_path_factory) -> Path:
+    import torch
+
+    from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint
+    from realtime_vrn.model.network import VRN, VRNConfig
+
+    cfg = VRNConfig(input_size=PLANE_INPUT, features=16, stacks=1, levels=1, branch_blocks=1,
+                    inner_branch_blocks=1, depth_bins=PLANE_DEPTH_BINS)
+    torch.manual_seed(0)
+    net = VRN(cfg)
+    with torch.no_grad():
+        net.head_out.weight.zero_()
+        bias = torch.full((PLANE_DEPTH_BINS,), -4.0)
+        bias[: PLANE_DEPTH_BINS // 2] = 4.0
+        net.head_out.bias.copy_(bias)
+    path = tmp_path_factory.mktemp("weights") / "plane.safetensors"
+    save_checkpoint(path, net, CheckpointMeta(source="tests/conftest.py (analytic plane)", licence="MIT",
+                                              description="test fixture, not a face model"))
+    return path

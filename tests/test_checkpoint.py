@@ -76,6 +76,14 @@ def test_round_trip_keeps_config_weights_provenance_and_digest(saved):
         assert torch.equal(ckpt.state_dict[name], tensor), name
 
 
+def test_saving_is_reproducible(tmp_path):
+    """Same model and provenance -> same bytes, so a converted model's SHA-256 can be published and checked."""
+    net = _tiny_model()
+    digests = {save_checkpoint(tmp_path / f"{i}.safetensors", net, META) for i in range(4)}
+    assert len(digests) == 1
+    assert len({(tmp_path / f"{i}.safetensors").read_bytes() for i in range(4)}) == 1
+
+
 def test_loaded_model_computes_what_the_saved_one_did(saved):
     path, net, _ = saved
     loaded = load_model(path)

@@ -17,7 +17,7 @@ import torch
 
 from realtime_vrn.errors import WeightsError
 from realtime_vrn.model.checkpoint import load_checkpoint, load_model
-from realtime_vrn.model.network import VRNConfig, count_parameters
+from realtime_vrn.model.network import ImageNorm, VRNConfig, count_parameters
 from realtime_vrn.weights import official, registry, selfcheck
 from realtime_vrn.weights.torch7 import (
     LazyTensor,
@@ -203,7 +203,7 @@ def test_full_size_file_converts_every_tensor_exactly(tmp_path):
     assert count_parameters(net) == official.PARAMETER_COUNT
     raw = load_raw(path)
     ordered = [m for m in _walk(raw) if _name(m) in ("nn.SpatialConvolution", "nn.SpatialBatchNormalization")]
-    targets = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d,)) or type(m).__name__ == "ImageNorm"]
+    targets = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, ImageNorm))]
     assert len(ordered) == len(targets) == 549
     for src, dst in zip(ordered, targets):
         np.testing.assert_array_equal(dst.weight.detach().numpy(), src.weight)
@@ -353,6 +353,18 @@ def test_bilinear_output_size_is_checked(tmp_path):
     assert "expected an output of 64 x 64" in _convert_error(_write_variant(tmp_path, edit))
 
 
+def test_bilinear_scale_factor_four_is_accepted_with_a_warning(tmp_path, caplog):
+    """nn's other form, scale_factor = 4, would give (g - 1) * 3 + g px in Torch7; accepted, the output is S x S."""
+    def edit(root):
+        up = find_modules(root, "nn.SpatialUpSamplingBilinear")[0]
+        del up.fields["oheight"], up.fields["owidth"]
+        up.fields["scale_factor"] = 4
+
+    with caplog.at_level("WARNING"):
+        convert_t7(_write_variant(tmp_path, edit), SMALL_CFG)
+    assert "scale_factor 4" in caplog.text and "61 px" in caplog.text
+
+
 @pytest.mark.parametrize("fraction", [0.0001, 0.5, 0.999])
 def test_truncated_file_is_reported(tmp_path, small_file, fraction):
     data = small_file.read_bytes()
@@ -405,3 +417,104 @@ def test_install_refuses_a_model_that_fails_the_selfcheck(tmp_path, vrn_home):
     with pytest.raises(WeightsError, match="failed the self-check on a real face"):
         install_t7(path, cfg=VRNConfig(**dataclasses.asdict(family)))
     assert not registry.models_dir().exists() or not list(registry.models_dir().iterdir())
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+
+def test_cli_convert_then_list(tmp_path, vrn_home, capsys):
+    from realtime_vrn.cli import main
+
+    path = write_t7(tmp_path / "vrn-unguided.t7", build_vrn_t7(seed=7))
+    assert main(["weights", "convert", str(path), "--no-selfcheck"]) == 0
+    out = capsys.readouterr().out
+    assert "installed vrn-unguided" in out and "--model vrn-unguided" in out
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "vrn-unguided" in out and official.LICENCE_NOTE in out and official.URL in out and "sha256" in out
+
+
+def test_cli_convert_bad_file_is_one_line_error(tmp_path, vrn_home, capsys):
+    from realtime_vrn.cli import main
+
+    path = tmp_path / "vrn-unguided.t7"
+    path.write_bytes(b"\x04\x00\x00\x00\x01\x00")
+    assert main(["weights", "convert", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("realtime-vrn: error: ") and "truncated" in err and err.count("\n") == 1
+
+
+def test_cli_list_without_models(vrn_home, capsys, monkeypatch):
+    from realtime_vrn.cli import main
+
+    monkeypatch.setattr(registry, "PACKAGE_MODELS_DIR", vrn_home / "no-shipped-models")
+    assert main(["weights", "list"]) == 0
+    assert "no models installed" in capsys.readouterr().out
+
+
+# -- the self-check criterion ------------------------------------------------------------------------------------
+
+
+def _face_volume(landmarks: np.ndarray, size: int = 192, depth: int = 200, shift=(0.0, 0.0), flip: bool = False):
+    """A face-like logit volume: a half-ellipsoid dome over the landmark box, nose (box centre) nearest."""
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    centre = (lo + hi) / 2 + np.asarray(shift) - [0, 0.1 * (hi - lo)[1]]
+    radii = np.array([0.65, 0.8]) * (hi - lo)
+    yy, xx = np.mgrid[:size, :size]
+    r2 = ((xx - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2
+    inside = r2 < 1
+    back, relief = 60, 100
+    front = back + relief * np.sqrt(np.clip(1 - r2, 0, 1))
+    z = np.arange(depth)[:, None, None]
+    occupied = inside & (z >= back - 20) & (z <= front)
+    if flip:
+        occupied = occupied[::-1]
+    return np.where(occupied, 4.0, -4.0)
+
+
+def test_selfcheck_accepts_a_face_shaped_volume():
+    _, landmarks = selfcheck.load_face()
+    report = selfcheck.check_volume(_face_volume(landmarks), landmarks)
+    assert report.passed, report.summary()
+
+
+@pytest.mark.parametrize("case, failing", [
+    ("empty", {"occupancy", "one blob", "face-sized", "in place", "faces the camera"}),
+    ("full", {"occupancy", "face-sized", "faces the camera"}),
+    ("shifted", {"in place"}),
+    ("flipped", {"faces the camera"}),
+    ("dense noise", {"face-sized"}),
+    ("speckle", {"occupancy", "one blob"}),
+])
+def test_selfcheck_rejects_wrong_volumes(case, failing):
+    _, landmarks = selfcheck.load_face()
+    volume = {
+        "empty": lambda: np.full((200, 192, 192), -1.0),
+        "full": lambda: np.full((200, 192, 192), 1.0),
+        "shifted": lambda: _face_volume(landmarks, shift=(60.0, 0.0)),
+        "flipped": lambda: _face_volume(landmarks, flip=True),
+        "dense noise": lambda: np.random.default_rng(0).standard_normal((200, 192, 192)) - 2.0,
+        "speckle": lambda: np.random.default_rng(0).standard_normal((200, 192, 192)) - 3.5,
+    }[case]()
+    report = selfcheck.check_volume(volume, landmarks)
+    assert not report.passed
+    assert {c.name for c in report.checks if not c.passed} >= failing, report.summary()
+
+
+def test_selfcheck_crop_matches_mediapipe_on_the_asset():
+    """The stored landmarks are what the pipeline's tracker finds on the bundled photo (asset provenance)."""
+    pytest.importorskip("mediapipe")
+    import cv2
+
+    from realtime_vrn.landmarks import open_tracker
+
+    photo = cv2.cvtColor(cv2.imread(str(selfcheck.PHOTO)), cv2.COLOR_BGR2RGB)
+    with open_tracker(static=True) as tracker:
+        found = tracker.process(photo, 0.0)
+    stored = np.asarray(json.loads(selfcheck.LANDMARKS.read_text())["landmarks68"])
+    assert found is not None
+    assert np.abs(found.points68 - stored).max() < 1.0
+    crop, in_crop = selfcheck.load_face()
+    assert crop.shape == (192, 192, 3) and crop.dtype == np.uint8
+    side = np.sqrt(np.prod(in_crop.max(axis=0) - in_crop.min(axis=0)))
+    assert side == pytest.approx(90.0, abs=0.01)  # the paper's crop: landmark box of 90 px

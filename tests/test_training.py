@@ -291,3 +291,15 @@ def test_guided_batches_stack_rgb_and_68_heatmaps():
     assert x.shape == (2, 71, 32, 32)
     assert x[0, 3 + 30, 5, 20].item() == pytest.approx(1.0)
     assert VRN(cfg).forward_lowres(x).shape == (2, 8, 8, 8)
+
+
+def test_landmarks_hidden_behind_the_face_are_not_scored():
+    from realtime_vrn.training.evaluate import visible_landmarks
+
+    front = np.full((16, 16), 20.0, np.float32)     # front surface at z = 10 crop px everywhere
+    lm = np.zeros((68, 3))
+    lm[:, :2] = 8
+    lm[:, 2] = 10.0
+    lm[:10, 2] = 4.0                                # hidden 6 px behind the surface
+    vis = visible_landmarks(front, lm)
+    assert vis.sum() == 58 and not vis[:10].any()

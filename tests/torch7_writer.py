@@ -240,8 +240,8 @@ class _Builder:
 
     weights: "random" gives conv weights ~ N(0, 1/fan_in), biases and BN beta ~ N(0, 0.1), gamma ~ 1 + N(0, 0.1).
     buffers: True adds what a Torch7 model saved after training holds: gradWeight/gradBias, running statistics,
-    output/gradInput of the last forward at batch size one and the convolutions' unfolded-input buffers, all as
-    streamed zeros (the real file is ~1.4 GB because of them). False writes empty tensors for those fields.
+    output/gradInput of the last forward at batch size one, all as streamed zeros (the real file is ~1.4 GB
+    because of them; these give 1.43 GB at full size). False writes empty tensors for those fields.
     shared_parameters: True puts every weight and bias in one flat storage (as ``getParameters()`` leaves them).
     """
 
@@ -287,13 +287,12 @@ class _Builder:
         weight = self.rng.standard_normal((nout, nin, k, k)) / np.sqrt(fan_in)
         bias = 0.1 * self.rng.standard_normal(nout)
         cout = (nout, ho, wo)
-        unfolded = (1, fan_in, ho * wo) if k > 1 else (0,)
         m = self._base(
             "nn.SpatialConvolution", cin, cout,
             nInputPlane=nin, nOutputPlane=nout, kW=k, kH=k, dW=stride, dH=stride, padW=pad, padH=pad,
             weight=self.param(weight), bias=self.param(bias),
             gradWeight=self.buffer((nout, nin, k, k)), gradBias=self.buffer((nout,)),
-            finput=self.buffer(unfolded), fgradInput=self.buffer(unfolded),
+            finput=Tensor.empty(), fgradInput=Tensor.empty(),  # im2col buffers: freed before saving
         )
         return m, cout
 
@@ -310,7 +309,8 @@ class _Builder:
         return m, cin
 
     def relu(self, cin: tuple) -> tuple[TorchObject, tuple]:
-        return self._base("nn.ReLU", cin, cin, threshold=0, val=0, inplace=False), cin
+        # In place, as in the hourglass code (nn.ReLU(true)): `sequential` points its output at its input's.
+        return self._base("nn.ReLU", cin, cin, threshold=0, val=0, inplace=True), cin
 
     def maxpool(self, cin: tuple) -> tuple[TorchObject, tuple]:
         cout = (cin[0], cin[1] // 2, cin[2] // 2)
@@ -336,10 +336,15 @@ class _Builder:
         modules, shape = [], cin
         for part in parts:
             module, shape = part(shape)
+            if module.fields.get("inplace") and modules:  # Torch7 in-place modules: output is the input tensor
+                previous = modules[-1].fields.get("output")
+                module.fields["output"] = previous[0] if isinstance(previous, list) else previous
             modules.append(module)
+        # Torch7's Sequential keeps references: its output is the last module's, its gradInput the first's.
         return TorchObject("nn.Sequential", {"modules": modules, "train": True, "_type": "torch.FloatTensor",
                                              "output": modules[-1].fields.get("output") if modules else None,
-                                             "gradInput": self.buffer((1, *cin))}), shape
+                                             "gradInput": modules[0].fields.get("gradInput") if modules else None,
+                                             }), shape
 
     def concat(self, cin: tuple, parts: list) -> tuple[TorchObject, list]:
         built = [part(cin) for part in parts]
@@ -349,10 +354,12 @@ class _Builder:
                                               "gradInput": self.buffer((1, *cin))}), [s for _, s in built]
 
     def cadd(self, shapes: list) -> tuple[TorchObject, tuple]:
+        # In place, as in the hourglass code (nn.CAddTable(true)): the output is the first input's tensor
+        # (`sequential` links it) and every gradInput entry is the same gradOutput tensor.
         shape = shapes[0]
-        return TorchObject("nn.CAddTable", {"inplace": False, "train": True, "_type": "torch.FloatTensor",
-                                            "output": self.buffer((1, *shape)),
-                                            "gradInput": [self.buffer((1, *s)) for s in shapes]}), shape
+        grad = self.buffer((1, *shape))
+        return TorchObject("nn.CAddTable", {"inplace": True, "train": True, "_type": "torch.FloatTensor",
+                                            "output": None, "gradInput": [grad for _ in shapes]}), shape
 
 
 def _residual(b: _Builder, nout: int):

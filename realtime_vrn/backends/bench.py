@@ -174,9 +174,13 @@ def format_table(result: dict[str, Any]) -> str:
             continue
         lines.append(
             f"{name:<15} {entry['median_ms']:>10.1f} {entry['p95_ms']:>8.1f} "
-            f"{entry.get('vs_torch', float('nan')):>8.2f} {entry['max_abs_diff']:>10.2e} {entry['sign_agreement']:>9.4%}  {entry['describe']}"
+            f"{_ratio(entry):>8} {entry['max_abs_diff']:>10.2e} {entry['sign_agreement']:>9.4%}  {entry['describe']}"
         )
     return "\n".join(lines)
+
+
+def _ratio(entry: dict[str, Any]) -> str:
+    return f"{entry['vs_torch']:.2f}" if "vs_torch" in entry else "-"
 
 
 def _cpu_name() -> str:

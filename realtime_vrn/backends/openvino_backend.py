@@ -1,13 +1,13 @@
 """OpenVINO backend (CPU plugin) on the cached ONNX export of the checkpoint.
 
 Precision is explicit. OpenVINO's CPU plugin picks bfloat16 by itself on CPUs with AVX512-BF16 / AMX (ours
-has them). bf16 keeps 8 mantissa bits: on the released architecture it moved logits by up to 0.9 and flipped
-the sign (inside / outside the face) of 11% of the voxels against float32 (5-6% on small models), which is
-not the same reconstruction. So:
+has them). bf16 keeps 8 mantissa bits: on the released architecture (random weights, astronaut face) it moved
+logits by up to 0.57 and flipped the sign (inside / outside the face) of 5.3% of the voxels against torch
+float32 (3.8-5.8% on small models), which is not the same reconstruction; f32 stays within 5.2e-4. So:
 
 - ``openvino``      f32 inference precision: agrees with torch within the backends' tolerance (the default);
-- ``openvino-bf16`` the fast, inaccurate variant (1.3-1.8x faster here); never picked by ``auto`` before the
-  accurate backends, only when asked for by name.
+- ``openvino-bf16`` the fast, inaccurate variant (1.2-2x faster than f32 here); tried by ``auto`` only after
+  every accurate backend failed, meant to be asked for by name.
 
 Both: latency hint (one stream), threads = the cores this process may use, static batch of 1 (larger batches
 run frame by frame).
@@ -22,8 +22,9 @@ import numpy as np
 from realtime_vrn.backends.base import InferenceBackend, register_backend
 from realtime_vrn.backends.common import check_batch, cpu_threads, require_cpu_device
 
-#: Fastest accurate backend on our CPUs (see bench.py).
-PRIORITY = 30
+#: After ONNX Runtime: as fast on the released model, slower on small ones on our loaded 2-core machine (faster
+#: on an idle one); optional extra; compiling the released model takes ~4 s per start.
+PRIORITY = 20
 #: Only on request: tried by ``auto`` after every accurate backend.
 PRIORITY_BF16 = 0
 

@@ -38,6 +38,8 @@ SUFFIX = ".safetensors"
 MODEL_CARD_SUFFIX = ".json"
 #: safetensors: an 8-byte little-endian header length, then the JSON header, then the tensor bytes.
 _HEADER_LEN_BYTES = 8
+#: The tensor data starts at a multiple of this many bytes (the header is padded with spaces).
+_HEADER_ALIGN = 8
 #: Refuse absurd header lengths before reading them (safetensors itself caps headers at 100 MB).
 _MAX_HEADER_BYTES = 100_000_000
 _REMEDY = (
@@ -114,7 +116,7 @@ def save_checkpoint(path: str | os.PathLike, model: VRN, meta: CheckpointMeta | 
         "licence": meta.licence,
         "description": meta.description,
     }
-    data = save(tensors, metadata=metadata)
+    data = _canonical_header(save(tensors, metadata=metadata))
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -365,6 +367,19 @@ def _state_dict_problems(expected: Mapping[str, torch.Tensor], found: Mapping[st
 def _abbreviate(items: list[str], limit: int = 8) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Rewrite a serialised safetensors file's JSON header with sorted keys (the tensor bytes are unchanged).
+
+    safetensors writes the metadata table in hash-map order, so saving the same model twice gave different
+    bytes and SHA-256s; with a canonical header a conversion is reproducible and its digest can be published.
+    """
+    (header_len,) = struct.unpack("<Q", data[:_HEADER_LEN_BYTES])
+    header = json.loads(data[_HEADER_LEN_BYTES : _HEADER_LEN_BYTES + header_len])
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % _HEADER_ALIGN)  # safetensors pads with spaces so the tensor data stays aligned
+    return struct.pack("<Q", len(raw)) + raw + data[_HEADER_LEN_BYTES + header_len :]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

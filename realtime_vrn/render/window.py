@@ -51,7 +51,11 @@ class WindowEvent(enum.Enum):
 
 @dataclass
 class ViewState:
-    """What the user chose in the window; the pipeline passes it to ``Renderer.render``."""
+    """What the user chose in the window; the pipeline passes it to ``Renderer.render``.
+
+    While ``paused`` the pipeline stops reading frames but keeps re-rendering the last frame and mesh (so the
+    orbit still turns) and calling ``show``.
+    """
 
     view: str = "overlay"
     blend: float = 0.6
@@ -192,11 +196,12 @@ class LiveWindow:
         return self._window is None or bool(self._glfw.window_should_close(self._window))
 
     # -- per frame ------------------------------------------------------------------------------------------
-    def show(self, image: np.ndarray) -> list[WindowEvent]:
+    def show(self, image: np.ndarray, wait_s: float = 0.0) -> list[WindowEvent]:
         """Display ``image`` ((H, W, 3) uint8 RGB, row 0 = top) and return the events since the last call.
 
-        Never blocks on input. ``WindowEvent.QUIT`` is reported once the user closes the window or presses
-        q / Esc; the caller then ends its loop and calls ``close()``.
+        wait_s: how long to wait for input when there is none (0 = never block; while paused, ~1/30 s keeps
+        the window responsive without spinning a core). ``WindowEvent.QUIT`` is reported once the user closes
+        the window or presses q / Esc; the caller then ends its loop and calls ``close()``.
         """
         check_frame(image)
         if self._window is None:
@@ -209,7 +214,10 @@ class LiveWindow:
         self._draw(image)
         glfw.swap_buffers(self._window)
         self._last_image = image
-        glfw.poll_events()
+        if wait_s > 0:
+            glfw.wait_events_timeout(wait_s)
+        else:
+            glfw.poll_events()
         if glfw.window_should_close(self._window) and not self._quit_reported:
             self._events.append(WindowEvent.QUIT)
         if WindowEvent.QUIT in self._events:

@@ -9,10 +9,11 @@ so instead of upsampling everything and marching every cube, :class:`SurfaceExtr
    low-resolution values around it, so a full-resolution cube can only hold a crossing if one of the
    (at most 2 x 2) low-resolution cells it overlaps straddles 0: this bound is conservative, never lossy;
 2. evaluates the upsample (separable, two small matrix products with torch's exact align_corners weights)
-   only in the bounding box of those cubes, plus one node of margin so that the gradient normals see the
-   same neighbours as on the full volume (about 40 % of the volume for a face; never the whole 7.4M voxels);
-3. runs scikit-image's Lewiner marching cubes on that box, masked to the cubes that do straddle the level
-   (a few percent of the box), which skips the per-cube work everywhere else.
+   only on the nodes of those candidate cubes, slab by slab in depth, each slab with its own y / x rectangle
+   (about a quarter of the volume for a face; never the whole 7.4M voxels), into a reused buffer;
+3. runs scikit-image's Lewiner marching cubes on the bounding box of the slabs, masked to the cubes that do
+   straddle the level (a few percent of the box): it skips every other cube and reads nothing but the 8
+   corners of the cubes it marches (its normals are differences of those corners).
 
 Every cube that holds a crossing is marched with the same 8 values as on the full volume, so the result is the
 reference mesh (:mod:`realtime_vrn.surface.reference`) up to float rounding of the upsample (~2e-6 logits).
@@ -34,12 +35,9 @@ from .mesh import Mesh
 LEVEL = 0.0
 #: Crop-frame z per depth index: the training volumes were voxelised with z twice as deep as x and y.
 Z_SCALE = 0.5
-#: Extra nodes around the candidate cubes so the central-difference normals at the box edge match the
-#: full-volume ones.
-GRADIENT_MARGIN = 1
-#: Depth nodes per slab: each slab gets its own y / x rectangle, which skips ~40 % of a face's bounding box
-#: (the back plane is wide, the nose narrow); thinner slabs gain little and cost Python overhead.
-SLAB_NODES = 16
+#: Cube layers per depth slab: each slab gets its own y / x rectangle, which skips ~40 % of a face's bounding
+#: box (the back plane is wide, the nose narrow); thinner slabs gain little and cost Python overhead.
+SLAB_CUBES = 16
 
 
 def upsample_weights(n_in: int, n_out: int) -> np.ndarray:
@@ -122,24 +120,30 @@ def mesh_from_marching_cubes(
     Returns x, y crop pixels, z = depth index * Z_SCALE; normals corrected for that anisotropic scale (a normal
     transforms with the inverse transpose: its z component is divided by Z_SCALE) and renormalised.
     """
-    offset = np.asarray(offset_zyx[::-1], np.float32)
-    vertices = (verts_zyx[:, ::-1] + offset) * np.float32([1.0, 1.0, Z_SCALE])
-    normals = normals_zyx[:, ::-1] * np.float32([1.0, 1.0, 1.0 / Z_SCALE])
-    norm = np.sqrt(np.einsum("ij,ij->i", normals, normals))
-    normals /= np.maximum(norm, np.float32(1e-12))[:, None]
-    return Mesh(
-        vertices=np.ascontiguousarray(vertices, np.float32),
-        faces=np.ascontiguousarray(faces, np.int32),
-        normals=np.ascontiguousarray(normals, np.float32),
-        colors=None,
-        frame="crop",
-    )
+    oz, oy, ox = (float(o) for o in offset_zyx)
+    # Column by column: strided numpy copies of (V, 3) views are several times slower.
+    vertices = np.empty(verts_zyx.shape, np.float32)
+    vertices[:, 0] = verts_zyx[:, 2] + ox
+    vertices[:, 1] = verts_zyx[:, 1] + oy
+    vertices[:, 2] = (verts_zyx[:, 0] + oz) * Z_SCALE
+    # scikit-image's normals are unit length in index space, so |(nx, ny, nz / Z_SCALE)|^2 = 1 + (1/Z_SCALE^2 - 1) nz^2.
+    nz = normals_zyx[:, 0]
+    inv_len = 1.0 / np.sqrt(1.0 + (1.0 / Z_SCALE**2 - 1.0) * np.square(nz, dtype=np.float32))
+    normals = np.empty(normals_zyx.shape, np.float32)
+    normals[:, 0] = normals_zyx[:, 2] * inv_len
+    normals[:, 1] = normals_zyx[:, 1] * inv_len
+    normals[:, 2] = nz * (inv_len / Z_SCALE)
+    faces_out = np.empty(faces.shape, np.int32)
+    for i in range(3):
+        faces_out[:, i] = faces[:, i]
+    return Mesh(vertices=vertices, faces=faces_out, normals=normals, colors=None, frame="crop")
 
 
 def _on_grid_nodes(vertices: np.ndarray) -> np.ndarray:
     """Indices of crop-frame vertices exactly on a grid node (x, y integers, z a multiple of Z_SCALE)."""
-    x, y, z = vertices[:, 0], vertices[:, 1], vertices[:, 2] / np.float32(Z_SCALE)
-    return np.flatnonzero((x == np.floor(x)) & (y == np.floor(y)) & (z == np.floor(z)))
+    grid = vertices * np.float32([1.0, 1.0, 1.0 / Z_SCALE])  # node coordinates, exact for the nodes
+    integral = grid == np.floor(grid)
+    return np.flatnonzero(integral[:, 0] & integral[:, 1] & integral[:, 2])
 
 
 def merge_duplicate_vertices(mesh: Mesh, only_on_nodes: bool = False) -> Mesh:
@@ -149,7 +153,7 @@ def merge_duplicate_vertices(mesh: Mesh, only_on_nodes: bool = False) -> Mesh:
     logit so close to the level that the interpolated position rounds onto a node puts a vertex there once per
     edge through the node (a few times per face mesh). Both leave degenerate triangles. With
     ``only_on_nodes`` only vertices on grid nodes are compared, which is enough when no logit is exactly at
-    the level (~1 ms, ~4 ms when some merge); otherwise all vertices are (~15 ms for a face). Returns
+    the level (~0.5 ms, ~2 ms when some merge); otherwise all vertices are (~15 ms for a face). Returns
     ``mesh`` itself when nothing coincides.
     """
     v = mesh.vertices
@@ -164,7 +168,7 @@ def merge_duplicate_vertices(mesh: Mesh, only_on_nodes: bool = False) -> Mesh:
     duplicates = np.sort(candidates[moved])
     keep = np.ones(len(v), bool)
     keep[duplicates] = False
-    new_index = np.cumsum(keep, dtype=np.int64) - 1
+    new_index = np.cumsum(keep, dtype=np.int32) - 1
     new_index[candidates[moved]] = new_index[representative[moved]]
     faces = new_index[mesh.faces]
     collapsed = np.flatnonzero(
@@ -174,22 +178,36 @@ def merge_duplicate_vertices(mesh: Mesh, only_on_nodes: bool = False) -> Mesh:
     faces = _delete_rows(faces, collapsed)
     merged = Mesh(
         vertices=_delete_rows(v, duplicates),
-        faces=faces.astype(np.int32),
+        faces=faces,
         normals=_delete_rows(mesh.normals, duplicates),
         colors=None if mesh.colors is None else _delete_rows(mesh.colors, duplicates),
         frame=mesh.frame,
     )
-    if len(touched) and not np.isin(touched, faces, kind="table").all():
+    # A vertex used only by collapsed faces needs several nodes exactly at the level around it, so it is
+    # looked for only then (the check scans every face).
+    if not only_on_nodes and len(touched) and not np.isin(touched, faces, kind="table").all():
         merged = _drop_unused_vertices(merged)
     return merged
 
 
+#: Up to this many rows, _delete_rows copies the slices between them (np.delete builds a full-size mask).
+FEW_ROWS = 64
+
+
 def _delete_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``np.delete(array, rows, axis=0)`` for a few sorted rows: copies the slices between them."""
+    """``np.delete(array, rows, axis=0)`` for sorted rows, order kept; a few rows: one copy with a few gaps."""
     if len(rows) == 0:
         return array
-    bounds = np.concatenate([[-1], rows, [len(array)]])
-    return np.concatenate([array[a + 1 : b] for a, b in zip(bounds[:-1], bounds[1:])])
+    if len(rows) > FEW_ROWS:
+        return np.delete(array, rows, axis=0)
+    out = np.empty((len(array) - len(rows),) + array.shape[1:], array.dtype)
+    src = dst = 0
+    for row in rows.tolist():
+        n = row - src
+        out[dst : dst + n] = array[src:row]
+        src, dst = row + 1, dst + n
+    out[dst:] = array[src:]
+    return out
 
 
 def _drop_unused_vertices(mesh: Mesh) -> Mesh:
@@ -248,13 +266,12 @@ class SurfaceExtractor:
         values, mask = self._buffers(shape)
         on_level = False  # logits exactly at the level: marching cubes repeats vertices there
         for (za, zb), (ya, yb), (xa, xb) in slabs:
-            # Nodes [za, zb + 1]: the slab's last cubes reach one node into the next slab (identical values).
-            ze = min(zb + 1, z1)
-            block = values[za - z0 : ze - z0 + 1, ya - y0 : yb - y0 + 1, xa - x0 : xb - x0 + 1]
-            block[...] = self._upsample_block(grid, (za, ze), (ya, yb), (xa, xb))
+            # Neighbouring slabs both write their shared node layer, with identical values.
+            block = values[za - z0 : zb - z0 + 1, ya - y0 : yb - y0 + 1, xa - x0 : xb - x0 + 1]
+            block[...] = self._upsample_block(grid, (za, zb), (ya, yb), (xa, xb))
             on_level = on_level or bool((block == LEVEL).any())
             # Exact cube test; scikit-image reads a cube's mask at its far corner (z+1, y+1, x+1).
-            mask[za - z0 + 1 : ze - z0 + 1, ya - y0 + 1 : yb - y0 + 1, xa - x0 + 1 : xb - x0 + 1] = (
+            mask[za - z0 + 1 : zb - z0 + 1, ya - y0 + 1 : yb - y0 + 1, xa - x0 + 1 : xb - x0 + 1] = (
                 _straddling_cells(block)
             )
         if not mask.any():  # the conservative candidates held no actual crossing
@@ -287,29 +304,22 @@ class SurfaceExtractor:
         """The box's depth node range and its slabs, each with the y / x node rectangle it needs.
 
         cells: (D-1, h-1, w-1) straddling low-res cells (a full-res cube at depth z lies in low-res cell z).
-        Returns ((z0, z1), [((za, zb), (ya, yb), (xa, xb)), ...]) with inclusive node ranges; slabs that no
-        candidate cube needs are left out. A slab's rectangle covers the candidate cubes whose nodes or
-        gradient neighbours (one node further along each axis) fall in the slab, so every value marching
-        cubes reads for a candidate cube is evaluated.
+        Returns ((z0, z1), [((za, zb), (ya, yb), (xa, xb)), ...]): inclusive node ranges; consecutive slabs
+        share their boundary node layer; slabs without candidate cubes are left out. Each rectangle holds the
+        nodes of the slab's candidate cubes, which is all marching cubes reads (scikit-image derives the
+        normals from each cube's own corners).
         """
         last_node = self.size - 1
         cz0, cz1 = _span(cells.any(axis=(1, 2)))
-        z0 = max(cz0 - GRADIENT_MARGIN, 0)
-        z1 = min(cz1 + 1 + GRADIENT_MARGIN, self.depth - 1)
-        reach = 1 + GRADIENT_MARGIN  # cube c's nodes and their neighbours span c - 1 .. c + 2
         slabs = []
-        for za in range(z0, z1 + 1, SLAB_NODES):
-            zb = min(za + SLAB_NODES - 1, z1)
-            near = cells[max(za - reach, 0) : zb + GRADIENT_MARGIN + 1]
+        for za in range(cz0, cz1 + 1, SLAB_CUBES):
+            zb = min(za + SLAB_CUBES - 1, cz1)  # cube layers za..zb, node layers za..zb + 1
+            near = cells[za : zb + 1]
             if not near.any():
                 continue
-            (ya, yb), (xa, xb) = (
-                _span(self._full_res_candidates(near.any(axis=axes))) for axes in ((0, 2), (0, 1))
-            )
-            rect_y = (max(ya - GRADIENT_MARGIN, 0), min(yb + 1 + GRADIENT_MARGIN, last_node))
-            rect_x = (max(xa - GRADIENT_MARGIN, 0), min(xb + 1 + GRADIENT_MARGIN, last_node))
-            slabs.append(((za, zb), rect_y, rect_x))
-        return (z0, z1), slabs
+            (ya, yb), (xa, xb) = (_span(self._full_res_candidates(near.any(axis=axes))) for axes in ((0, 2), (0, 1)))
+            slabs.append(((za, zb + 1), (ya, min(yb + 1, last_node)), (xa, min(xb + 1, last_node))))
+        return (cz0, cz1 + 1), slabs
 
     def _buffers(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """C-contiguous (values, mask) views of the reused buffers; the mask is cleared, the values are not."""

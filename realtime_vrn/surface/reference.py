@@ -23,6 +23,8 @@ from .mesh import Mesh
 
 #: Nearest triangles (by centroid) searched per query point in :func:`surface_distance`.
 CANDIDATE_TRIANGLES = 8
+#: Consecutive runs of one method in compare_with_reference before switching to the other.
+ROUND_RUNS = 5
 #: Query points per vectorised batch in :func:`surface_distance` (bounds its memory to ~150 MB).
 DISTANCE_BATCH = 65536
 
@@ -132,8 +134,10 @@ def compare_with_reference(logits: np.ndarray, runs: int = 20, extractor: Surfac
     """Time the fast extractor against :func:`reference_surface` on one frame's (D, h, w) logits.
 
     One warm-up run of each (its meshes give the distances: correctness is checked before timing), then ``runs``
-    interleaved runs of each (interleaving spreads machine noise evenly). Times are wall-clock ms of the whole
-    call, on whatever threads torch and BLAS are configured to use. ``speedup`` = reference median / fast median;
+    runs of each, alternating in rounds of ROUND_RUNS so that load drifting on a busy machine hits both alike,
+    while most runs still find the caches as a steady stream of frames leaves them (one run right after the
+    other method's 30 MB volume is slower). Times are wall-clock ms of the whole call, on whatever threads
+    torch and BLAS are configured to use. ``speedup`` = reference median / fast median;
     distances are :func:`surface_distance` between the two meshes, in crop pixels (voxel sides).
     """
     if runs < 1:
@@ -144,9 +148,10 @@ def compare_with_reference(logits: np.ndarray, runs: int = 20, extractor: Surfac
     ref_mesh = reference_surface(logits)
     dist = surface_distance(fast_mesh, ref_mesh)
     fast, ref = [], []
-    for _ in range(runs):
-        fast.append(_timed(extractor.extract, logits)[0])
-        ref.append(_timed(reference_surface, logits)[0])
+    for start in range(0, runs, ROUND_RUNS):
+        n = min(ROUND_RUNS, runs - start)
+        fast += [_timed(extractor.extract, logits)[0] for _ in range(n)]
+        ref += [_timed(reference_surface, logits)[0] for _ in range(n)]
     fast_median, ref_median = float(np.median(fast)), float(np.median(ref))
     return {
         "fast_median_ms": fast_median,

@@ -9,10 +9,10 @@ vertex (the mesh is about one vertex per voxel, so this is the nearest-surface d
 voxel); no rigid alignment except z aligned by means (the mean z offset of the matched pairs is removed, then
 the pairs are matched again). NME = mean over ground-truth vertices of the distance / interocular distance.
 
-Landmark error: for each of the 68 true landmarks, the depth of the predicted surface's first crossing seen
-from the camera at the landmark's (x, y) (:func:`realtime_vrn.training.volumes.front_surface`), after the same
-z alignment; 3D distance to the true landmark / interocular distance, averaged over the landmarks that hit the
-surface. Self-occluded landmarks (large yaw) read the occluder's depth, as in AFLW2000-3D protocols.
+Landmark error: for each of the 68 true landmarks visible in the ground truth, the depth of the predicted
+surface's first crossing seen from the camera at the landmark's (x, y)
+(:func:`realtime_vrn.training.volumes.front_surface`), after the same z alignment; 3D distance to the true
+landmark / interocular distance, averaged over the landmarks that hit the surface. Landmarks hidden behind the face (large yaw) are left out: the surface under them is the occluder.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ OUTER_EYE_CORNERS = (36, 45)
 MISS_NME = 1.0
 #: Rounds of "match nearest, align z by the pairs' mean" (converges in 2-4 on faces).
 Z_ALIGN_ITERATIONS = 8
+#: A landmark counts as visible when it lies within this many crop px of the ground-truth front surface.
+VISIBLE_TOLERANCE_PX = 1.5
 
 
 @dataclass
@@ -78,16 +80,30 @@ def dense_nme(pred_vertices: np.ndarray, gt_vertices: np.ndarray, gt_landmarks: 
     return float(dist.mean() / iod), shift
 
 
-def landmark_nme(prob_volume: np.ndarray, gt_landmarks: np.ndarray, z_shift: float) -> float:
-    """68-landmark 3D error (see module docstring). prob_volume (D, S, S) probabilities or occupancy;
-    gt_landmarks (68, 3) crop px with z = depth index * 0.5."""
+def visible_landmarks(gt_front: np.ndarray, gt_landmarks: np.ndarray, tolerance: float = VISIBLE_TOLERANCE_PX) -> np.ndarray:
+    """(68,) bool: landmarks on the ground truth's camera-facing surface (not hidden behind the face at large yaw).
+
+    gt_front: (S, S) ground-truth front depth map, depth indices (NaN = empty); gt_landmarks (68, 3) crop px,
+    z = depth index * 0.5."""
+    s = gt_front.shape[0]
+    xy = np.clip(np.rint(gt_landmarks[:, :2]).astype(int), 0, s - 1)
+    front = gt_front[xy[:, 1], xy[:, 0]] * 0.5
+    with np.errstate(invalid="ignore"):
+        return np.abs(front - gt_landmarks[:, 2]) <= tolerance
+
+
+def landmark_nme(prob_volume: np.ndarray, gt_landmarks: np.ndarray, z_shift: float,
+                 visible: np.ndarray | None = None) -> float:
+    """68-landmark 3D error (see module docstring) over the ``visible`` landmarks (default all).
+
+    prob_volume (D, S, S) probabilities or occupancy; gt_landmarks (68, 3) crop px with z = depth index * 0.5."""
     from realtime_vrn.training.volumes import front_surface
 
     depth = front_surface(prob_volume) * 0.5 + z_shift  # crop px, aligned like the dense NME
     s = depth.shape[0]
     xy = np.clip(np.rint(gt_landmarks[:, :2]).astype(int), 0, s - 1)
     z = depth[xy[:, 1], xy[:, 0]]
-    ok = np.isfinite(z)
+    ok = np.isfinite(z) & (np.ones(len(z), bool) if visible is None else visible)
     if not ok.any():
         return MISS_NME
     iod = float(np.linalg.norm(gt_landmarks[OUTER_EYE_CORNERS[0]] - gt_landmarks[OUTER_EYE_CORNERS[1]]))
@@ -145,7 +161,8 @@ def evaluate(net: VRN, heldout: dict[str, np.ndarray], *, oracle: bool = False, 
                 pred = extractor.extract(lowres[j]).vertices.astype(np.float64)
                 prob = probs[j]
             nme, shift = dense_nme(pred, gt_v, gt_lm)
-            lm = landmark_nme(prob, gt_lm, shift) if len(pred) else MISS_NME
+            visible = visible_landmarks(heldout["front"][i].astype(np.float32), gt_lm)
+            lm = landmark_nme(prob, gt_lm, shift, visible) if len(pred) else MISS_NME
             results.append(SampleResult(int(heldout["seed"][i]), float(heldout["pose"][i][0]), nme, lm, len(pred)))
     report = summarise(results)
     report["seconds"] = round(time.perf_counter() - t0, 1)

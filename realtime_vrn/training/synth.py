@@ -430,7 +430,7 @@ class SynthRasteriser:
 # ------------------------------------------------------------------------------------------- appearance
 
 
-def _choice_weighted(rng: np.random.Generator, table: np.ndarray) -> np.ndarray:
+def _random_blend(rng: np.random.Generator, table: np.ndarray) -> np.ndarray:
     """A random colour between two neighbouring rows of a colour table."""
     i = rng.uniform(0, len(table) - 1)
     lo = int(i)
@@ -453,7 +453,7 @@ def vertex_albedo(rng: np.random.Generator, assets: FaceAssets, head: np.ndarray
     head: (R, 3) head-frame positions of the rendered vertices (neutral-ish, cm).
     """
     part = np.asarray(RENDERED_PARTS)[assets.part_id]
-    skin = _choice_weighted(rng, SKIN_TONES) * rng.uniform(0.92, 1.08, 3)
+    skin = _random_blend(rng, SKIN_TONES) * rng.uniform(0.92, 1.08, 3)
     redness = rng.uniform(0.0, 0.12)
     albedo = np.tile(skin, (len(head), 1)).astype(np.float32)
     albedo *= (1.0 + 0.07 * _lowfreq(rng, head))[:, None]
@@ -464,7 +464,7 @@ def vertex_albedo(rng: np.random.Generator, assets: FaceAssets, head: np.ndarray
     w = assets.lip_weight[:, None] * rng.uniform(0.5, 1.0)
     albedo = albedo * (1 - w) + lip_colour * w
 
-    hair = _choice_weighted(rng, HAIR_COLOURS)
+    hair = _random_blend(rng, HAIR_COLOURS)
     brow_colour = hair if rng.random() < 0.7 else skin * 0.35
     brow_w = np.clip(1.0 - assets.brow_distance / rng.uniform(0.35, 0.7), 0, 1)[:, None] * rng.uniform(0.5, 0.95)
     albedo = albedo * (1 - brow_w) + brow_colour * brow_w
@@ -482,7 +482,7 @@ def vertex_albedo(rng: np.random.Generator, assets: FaceAssets, head: np.ndarray
         beard = np.clip((-head[:, 1] - 2.5) / 2.0, 0, 1) * (head[:, 2] > 4.0) * skin_like * (1 - assets.lip_weight)
         albedo *= (1.0 - beard * rng.uniform(0.2, 0.6))[:, None]
 
-    iris = _choice_weighted(rng, IRIS_COLOURS)
+    iris = _random_blend(rng, IRIS_COLOURS)
     eye = np.char.startswith(part, "eyeball")
     sclera = np.array([0.85, 0.82, 0.78]) * rng.uniform(0.8, 1.0)
     iris_r = rng.uniform(0.35, 0.45)

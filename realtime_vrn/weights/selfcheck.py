@@ -16,8 +16,9 @@ i.e. p > 0.5), in crop pixels, with ``B`` the landmarks' bounding box in the cro
 4. ``in place``: the blob's centroid lies inside B, and the blob covers at least 90 % of B's central part (B
    shrunk to 60 % of its width and height, around B's centre);
 5. ``faces the camera``: the front surface (highest occupied z per pixel; higher z = nearer the camera) at the
-   nose tip (iBUG point 30, median over a 5 x 5 px patch) is at least 5 % of D in front of its median along the
-   blob's outline (the face bulges towards the camera: catches a volume flipped along z).
+   nose tip (iBUG point 30; median over a square patch of side 0.2 s around it, in the blob) is at least 5 % of D
+   in front of its median along the blob's outline (the face bulges towards the camera; catches a volume
+   flipped along z).
 
 A model that fails any item is refused by :func:`require_face`, with every item's measured value in the message.
 A random or damaged network fails (tests check this); the released model's output on a frontal face has all five
@@ -50,9 +51,10 @@ AREA_RATIO_RANGE = (0.6, 3.0)
 #: Central part of the landmark box that must be covered, as a fraction of its width/height, and how much (4).
 INNER_BOX_FRACTION = 0.6
 MIN_INNER_COVERAGE = 0.90
-#: Nose tip (iBUG 68, 0-based) and the half side of the patch around it (5).
+#: Nose tip (iBUG 68, 0-based) and the half side of the patch around it, as a fraction of s (5): large enough
+#: for a stable median (~300 px at S = 192), small enough to stay on the nose and the cheeks beside it.
 NOSE_TIP = 30
-NOSE_PATCH_HALF = 2
+NOSE_PATCH_HALF_FRACTION = 0.1
 #: How far in front of the outline the nose must be, as a fraction of the depth bins (5).
 MIN_NOSE_RELIEF = 0.05
 
@@ -136,7 +138,8 @@ def check_volume(logits: np.ndarray, landmarks: np.ndarray) -> SelfCheckReport:
                         f"blob area {blob.sum()} px = {ratio:.2f} x the landmark box, allowed {lo}-{hi}"))
 
     checks.append(_placement(blob, box_lo, box_hi))
-    checks.append(_relief(occupied, blob, landmarks[NOSE_TIP], depth_bins))
+    side = float(np.sqrt(box_area))
+    checks.append(_relief(occupied, blob, landmarks[NOSE_TIP], round(NOSE_PATCH_HALF_FRACTION * side), depth_bins))
     return SelfCheckReport(tuple(checks))
 
 
@@ -159,7 +162,7 @@ def _placement(blob: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray) -> Chec
                  f"{coverage:.0%} of its centre, needs {MIN_INNER_COVERAGE:.0%}")
 
 
-def _relief(occupied: np.ndarray, blob: np.ndarray, nose: np.ndarray, depth_bins: int) -> Check:
+def _relief(occupied: np.ndarray, blob: np.ndarray, nose: np.ndarray, h: int, depth_bins: int) -> Check:
     from scipy import ndimage
 
     if not blob.any():
@@ -168,7 +171,6 @@ def _relief(occupied: np.ndarray, blob: np.ndarray, nose: np.ndarray, depth_bins
     front = np.where(occupied.any(axis=0), depth_bins - 1 - np.argmax(occupied[::-1], axis=0), -1)
     outline = blob & ~ndimage.binary_erosion(blob)
     x, y = np.round(nose).astype(int)
-    h = NOSE_PATCH_HALF
     patch = front[max(y - h, 0):y + h + 1, max(x - h, 0):x + h + 1]
     patch_blob = blob[max(y - h, 0):y + h + 1, max(x - h, 0):x + h + 1]
     if not patch_blob.any():

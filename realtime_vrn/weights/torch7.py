@@ -26,6 +26,7 @@ Steps (:func:`convert_t7`, :func:`install_t7`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -239,6 +240,11 @@ def _torchfile():
     return torchfile
 
 
+_INT = struct.Struct("<i")
+_LONG = struct.Struct("<q")
+
+
+@functools.lru_cache(maxsize=None)
 def _lazy_reader_class():
     """torchfile.T7Reader, reading little-endian 64-bit longs and leaving storages in the file."""
     torchfile = _torchfile()
@@ -249,22 +255,31 @@ def _lazy_reader_class():
             self.file_size = file_size
 
         def _bytes(self, n: int) -> bytes:
-            if n < 0 or self.f.tell() + n > self.file_size:
+            data = self.f.read(n)
+            if len(data) != n:
                 raise _Truncated(self.f.tell())
-            return self.f.read(n)
+            return data
 
         def _read(self, fmt):
             fmt = "<" + fmt
             return struct.unpack(fmt, self._bytes(struct.calcsize(fmt)))
 
+        def read_int(self):
+            return _INT.unpack(self._bytes(4))[0]
+
         def read_long(self):
-            return self._read("q")[0]
+            return _LONG.unpack(self._bytes(8))[0]
 
         def read_long_array(self, n):
+            if n < 0 or 8 * n > self.file_size:
+                raise _Truncated(self.f.tell())
             return list(self._read(f"{n}q")) if n else []
 
         def read_string(self, disable_utf8=False):
-            return self._bytes(self.read_int())
+            n = self.read_int()
+            if n < 0 or self.f.tell() + n > self.file_size:  # a corrupt length must not allocate gigabytes
+                raise _Truncated(self.f.tell())
+            return self._bytes(n)
 
         def read_obj(self):
             start = self.f.tell()
@@ -644,7 +659,8 @@ def install_t7(path: str | os.PathLike, *, name: str | None = None, models_dir: 
         log.warning("self-check skipped: %s was installed without running it on a face", name)
     source_sha256 = _file_sha256(path)
     meta = CheckpointMeta(
-        source=f"{official.URL} ({path.name}, SHA-256 {source_sha256}), converted by realtime-vrn {__version__}",
+        source=f"{path.name} (SHA-256 {source_sha256}), the official release {official.URL}, converted by "
+               f"realtime-vrn {__version__}",
         licence=official.LICENCE_NOTE,
         description=f"VRN (unguided), the official release of {official.PAPER}",
     )
