@@ -80,29 +80,37 @@ class Outputs:
         if c.output is not None:
             self._sinks.append(self._file_sink(c.output, width, height, fps))
         if c.virtual_camera:
-            from realtime_vrn.sinks.virtual_camera import VirtualCameraSink
+            from realtime_vrn.sinks import VirtualCameraSink
 
-            self._sinks.append(VirtualCameraSink(width, height, fps))
+            self._sinks.append(VirtualCameraSink(self._picture_size(width, height), fps).open())
         if self._window is not None or self._sinks or c.render:
             from realtime_vrn.render import Renderer
 
-            self._renderer = Renderer(width, height, context=getattr(self._window, "ctx", None))
+            self._renderer = Renderer(getattr(self._window, "ctx", None)).open()
+
+    def _picture_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the rendered picture: side-by-side is two frames wide."""
+        return (2 * width if self.view == "side_by_side" else width), height
 
     def _file_sink(self, path: Path, width: int, height: int, fps: float):
-        from realtime_vrn.sinks.files import ImageFolderWriter, VideoFileWriter
+        from realtime_vrn.sinks import ImageFolderSink, VideoFileSink
 
         suffix = path.suffix.lower()
+        try:
+            (path.parent if suffix else path).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot create the output folder for {path}: {err.strerror}") from err
         if suffix in VIDEO_SUFFIXES:
-            return VideoFileWriter(path, width, height, fps)
-        if suffix in IMAGE_SUFFIXES:
-            return ImageFolderWriter(path.parent, pattern=path.stem + "_{:06d}" + suffix)
-        return ImageFolderWriter(path)
+            return VideoFileSink(path, fps, size=self._picture_size(width, height))
+        if suffix in IMAGE_SUFFIXES:  # photo.png -> photo_000000.png, photo_000001.png, ... beside it
+            return ImageFolderSink(path.parent, prefix=path.stem + "_", suffix=suffix)
+        return ImageFolderSink(path)
 
     def close(self) -> None:
         for sink in self._sinks:
             try:
                 sink.close()
-                path = getattr(sink, "path", None)
+                path = getattr(sink, "path", None) or getattr(sink, "folder", None)
                 if path is not None:
                     self.summary.outputs.append(str(path))
             except Exception as err:  # noqa: BLE001 - close every sink, report each failure
