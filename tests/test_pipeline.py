@@ -1,0 +1,89 @@
+"""The per-frame reconstruction on real faces, with a network whose output is known exactly (a plane)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime_vrn.config import RunConfig
+from realtime_vrn.pipeline import Reconstructor, run
+from conftest import PLANE_DEPTH_BINS, PLANE_INPUT
+
+
+@pytest.fixture(scope="module")
+def reconstructor(plane_checkpoint):
+    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
+
+    cfg = read_checkpoint_header(plane_checkpoint).cfg
+    with open_backend("onnxruntime", plane_checkpoint) as backend, open_tracker(static=True) as tracker:
+        yield Reconstructor(tracker, backend, cfg)
+
+
+class _Frame:
+    def __init__(self, image, index=0):
+        self.image, self.index, self.timestamp, self.media_time = image, index, 0.0, None
+
+
+def test_plane_lands_on_the_crop_footprint(reconstructor, astronaut):
+    rec = reconstructor.process(_Frame(astronaut))
+    assert rec.has_face and rec.mesh is not None and not rec.mesh.is_empty
+    mesh, crop = rec.mesh, rec.crop
+    assert mesh.frame == "image"
+    # x, y: the plane spans the whole crop, so its frame footprint is the crop window's inverse image.
+    corners = crop.to_frame(np.array([[0.0, 0.0], [PLANE_INPUT - 1.0, PLANE_INPUT - 1.0]]))
+    np.testing.assert_allclose(mesh.vertices[:, :2].min(0), corners[0], atol=1e-3)
+    np.testing.assert_allclose(mesh.vertices[:, :2].max(0), corners[1], atol=1e-3)
+    # z: logits +4 below bin 16 and -4 above cross zero at bin 15.5; z is stretched x2 then divided by the scale.
+    expected_z = (PLANE_DEPTH_BINS / 2 - 0.5) * 0.5 / crop.scale
+    np.testing.assert_allclose(mesh.vertices[:, 2], expected_z, atol=1e-4)
+    # normals point at the viewer (+z), colours are the frame pixels under the vertices
+    assert np.all(mesh.normals[:, 2] > 0.99)
+    xy = np.rint(crop.to_crop(mesh.vertices[:, :2])).astype(int).clip(0, PLANE_INPUT - 1)
+    np.testing.assert_array_equal(mesh.colors, rec.crop_image[xy[:, 1], xy[:, 0]])
+
+
+def test_face_photos_all_reconstruct(reconstructor, face_photos):
+    import cv2
+
+    for path in face_photos:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        rec = reconstructor.process(_Frame(image))
+        assert rec.has_face, path.name
+        assert rec.mesh is not None and len(rec.mesh.faces) > 100, path.name
+
+
+def test_no_face_passes_through(reconstructor):
+    rec = reconstructor.process(_Frame(np.zeros((240, 320, 3), np.uint8)))
+    assert not rec.has_face and rec.mesh is None and rec.crop is None
+    assert "landmarks" in rec.timings
+
+
+def test_run_writes_video_and_meshes(plane_checkpoint, demo_clip, tmp_path):
+    import cv2
+    import trimesh
+
+    out = tmp_path / "out.mp4"
+    config = RunConfig(video=demo_clip, weights=plane_checkpoint, output=out, export=tmp_path / "meshes",
+                       export_every=5, max_frames=12, headless=True, progress=False).validate()
+    summary = run(config)
+    assert summary.frames == 12 and summary.frames_with_face == 12 and summary.dropped_frames == 0
+    assert summary.meshes_exported == 3
+    meshes = sorted((tmp_path / "meshes").glob("*.obj"))
+    assert [p.name for p in meshes] == ["frame_000000.obj", "frame_000005.obj", "frame_000010.obj"]
+    loaded = trimesh.load(meshes[0], process=False)
+    assert len(loaded.faces) > 100
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (512, 512)
+    cap.release()
+    for stage in ("landmarks", "crop", "network", "surface", "render", "end_to_end"):
+        assert summary.stages[stage]["count"] > 0, stage
+
+
+def test_loop_runs_past_the_end_of_a_folder(plane_checkpoint, face_photos, tmp_path):
+    config = RunConfig(image=face_photos[0].parent, weights=plane_checkpoint, loop=True, max_frames=7,
+                       headless=True, progress=False).validate()
+    summary = run(config)
+    assert summary.frames == 7 and summary.stopped_by == "max frames"
