@@ -129,6 +129,8 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--surface-runs", type=_positive_int, default=20, metavar="N",
                    help="runs of the surface comparison against scikit-image's full-volume marching cubes")
     p.add_argument("--render", action="store_true", help="include offscreen rendering in the pipeline timing")
+    p.add_argument("--full-network", action="store_true",
+                   help="with --backends: also time the full-size (paper) network, 19.2M parameters")
     return p
 
 
@@ -213,12 +215,13 @@ def _write_json(path: Path, data: dict) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from realtime_vrn.bench import run_benchmark
 
-    json_path, backends, surface_runs, render = args.json, args.backends, args.surface_runs, args.render
-    for name in ("json", "backends", "surface_runs", "render"):
+    extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network")}
+    for name in extra:
         delattr(args, name)
     config = _config_from_args(args)
     config.headless = True
-    result = run_benchmark(config, backends=backends, surface_runs=surface_runs, render=render)
+    json_path = extra.pop("json")
+    result = run_benchmark(config, **extra)
     _write_json(json_path, result)
     return EXIT_OK
 

@@ -102,6 +102,11 @@ def test_to_image_frame_keeps_winding_outward_for_a_mirroring_transform(blob):
     np.testing.assert_allclose(out.normals[:, 0], -blob.normals[:, 0], atol=1e-6)
 
 
+def test_to_image_frame_rejects_a_bad_scale(blob):
+    with pytest.raises(ValueError, match="positive crop scale"):
+        to_image_frame(blob, StandInCrop(scale=0.0))
+
+
 def test_to_image_frame_of_an_empty_mesh():
     out = to_image_frame(Mesh.empty(), StandInCrop())
     assert out.is_empty and out.frame == "image"

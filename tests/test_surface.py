@@ -134,11 +134,21 @@ def test_ellipsoid_from_full_resolution_field(radii):
 # --- fast == reference ----------------------------------------------------------------------------------------
 
 
-def test_face_like_volume_matches_reference_and_faces_the_viewer():
+@pytest.fixture(scope="module")
+def face() -> tuple[np.ndarray, Mesh]:
+    """A VRN-like 200 x 48 x 48 logit field of a face and its reference mesh (~80k vertices)."""
     logits = face_like_logits(RELEASE)
+    return logits, reference_surface(logits)
+
+
+def test_face_like_volume_matches_reference_and_faces_the_viewer(face):
+    logits, ref = face
     fast = SurfaceExtractor(RELEASE).extract(logits)
-    ref = reference_surface(logits)
     assert_same_surface(fast, ref)
+    # Indexed: logits within ~1e-5 of the level put a few vertices onto nodes twice; those are merged.
+    assert len(np.unique(fast.vertices, axis=0)) == len(fast.vertices)
+    f = fast.faces
+    assert not ((f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 0] == f[:, 2])).any()
     # The solid: a front height field over a flat back plane, closed inside the volume.
     assert is_closed(fast)
     assert area_and_volume(fast)[1] > 0
@@ -148,13 +158,13 @@ def test_face_like_volume_matches_reference_and_faces_the_viewer():
     assert fast.normals[tip, 2] > 0.9
 
 
-def test_values_left_from_earlier_frames_are_never_read():
+def test_values_left_from_earlier_frames_are_never_read(face):
     """The extractor reuses its box buffer and evaluates only the slab rectangles marching cubes reads."""
+    logits, ref = face
     extractor = SurfaceExtractor(RELEASE)
-    logits = face_like_logits(RELEASE)
     extractor.extract(face_like_logits(RELEASE, seed=5)[:, ::-1].copy())  # an upside-down face first
     extractor._values[:] = np.random.default_rng(0).uniform(-50, 50, extractor._values.shape)  # poison
-    assert_same_surface(extractor.extract(logits), reference_surface(logits))
+    assert_same_surface(extractor.extract(logits), ref)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

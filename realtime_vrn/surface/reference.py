@@ -23,6 +23,11 @@ from .mesh import Mesh
 
 #: Nearest triangles (by centroid) searched per query point in :func:`surface_distance`.
 CANDIDATE_TRIANGLES = 8
+#: Logits per crop pixel of signed distance in :func:`face_like_logits`: p goes 0.1 -> 0.9 over ~4 px, about
+#: one low-res cell, like a trained network's soft boundary.
+FACE_LOGIT_SLOPE = 1.0
+#: |logit| cap in :func:`face_like_logits` (p within 1e-5 of 0 or 1 far from the surface).
+FACE_LOGIT_SATURATION = 12.0
 #: Consecutive runs of one method in compare_with_reference before switching to the other.
 ROUND_RUNS = 5
 #: Query points per vectorised batch in :func:`surface_distance` (bounds its memory to ~150 MB).
@@ -197,16 +202,17 @@ def ellipsoid_logits(cfg: VRNConfig, centre, radii, slope: float = 1.0) -> np.nd
 
 
 def face_like_logits(cfg: VRNConfig | None = None, seed: int = 0, noise: float = 0.3) -> np.ndarray:
-    """(D, h, h) float32 low-res logits shaped like a VRN output for a frontal face; z up = nearer.
+    """(D, h, h) float32 low-res logits shaped like a VRN output for a frontal face; higher z = nearer.
 
     The solid is what the training volumes hold: a face-shaped front height field (an ellipsoidal dome with a
     nose, brow ridge, eye sockets and lips) over an elliptical outline, back-filled to a flat back plane at a
-    fixed depth. Logits are ``SLOPE`` x an approximate signed distance in crop pixels, saturated at
-    +-``SATURATION`` like a trained network's, plus smooth noise of amplitude ``noise``. Deterministic in
-    ``seed``. Sizes scale with the crop (a 192 crop: face 124 px wide, 156 px tall, 70 px deep).
+    fixed depth. Logits are FACE_LOGIT_SLOPE x an approximate signed distance in crop pixels, saturated at
+    +-FACE_LOGIT_SATURATION, plus smooth noise of amplitude ``noise``. Deterministic in ``seed``. Sizes scale
+    with the crop and depth (192 x 200: face 124 px wide, 156 px tall, back plane at depth index 36, nose tip
+    at 174; about 80k vertices).
     """
     cfg = cfg or VRNConfig()
-    slope, saturation = 1.0, 12.0
+    slope, saturation = FACE_LOGIT_SLOPE, FACE_LOGIT_SATURATION
     z, y, x = _lowres_node_coordinates(cfg)
     s = cfg.input_size / 192.0
     depth_px = cfg.depth_bins * Z_SCALE
