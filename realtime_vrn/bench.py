@@ -83,7 +83,7 @@ def environment_info() -> dict[str, Any]:
 
 
 def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20, render: bool = False,
-                  full_network: bool = False) -> dict:
+                  full_network: bool = False, jitter: bool = False) -> dict:
     """Run the pipeline headless on the configured source and measure the stage references.
 
     Returns a JSON-ready dict; also prints a short table.
@@ -115,6 +115,8 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
             result["network_full_size"] = _network_backends(config, backends, full_size=True)
     if render:
         result["render"] = _render_reference()
+    if jitter:
+        result["jitter"] = _jitter(config)
     result["targets"] = TARGETS
     result["environment"] = environment_info()
     return result
@@ -157,6 +159,24 @@ def _network_backends(config: RunConfig, backends: str, full_size: bool = False)
             print(f"network [{name}, {label}]: median {r['median_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms")
         else:
             print(f"network [{name}]: {r.get('error', r) if isinstance(r, dict) else r}")
+    return out
+
+
+def _jitter(config: RunConfig) -> dict:
+    """Surface jitter on a still real face (skimage's astronaut + sensor noise), smoothing off and on."""
+    from skimage import data
+
+    from realtime_vrn.stability import measure_jitter
+    from realtime_vrn.weights.registry import resolve_weights
+
+    weights = resolve_weights(config.model, config.weights)
+    out = {}
+    for smoothing in (False, True):
+        r = measure_jitter(weights, data.astronaut(), backend=config.backend, smoothing=smoothing)
+        out["smoothed" if smoothing else "raw"] = r
+        print(f"jitter ({'smoothing on' if smoothing else 'smoothing off'}): median {r['median_mm']:.3f} mm/frame, "
+              f"p95 {r['p95_mm']:.3f} mm/frame over {r['frames']} frames of a still face (noise sigma "
+              f"{r['noise_sigma']})")
     return out
 
 

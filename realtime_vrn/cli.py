@@ -131,6 +131,8 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--render", action="store_true", help="include offscreen rendering in the pipeline timing")
     p.add_argument("--full-network", action="store_true",
                    help="with --backends: also time the full-size (paper) network, 19.2M parameters")
+    p.add_argument("--jitter", action="store_true",
+                   help="measure surface jitter on a still face with and without temporal smoothing")
     return p
 
 
@@ -215,7 +217,8 @@ def _write_json(path: Path, data: dict) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from realtime_vrn.bench import run_benchmark
 
-    extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network")}
+    extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network",
+                                                   "jitter")}
     for name in extra:
         delattr(args, name)
     config = _config_from_args(args)

@@ -22,6 +22,7 @@ from realtime_vrn.config import RunConfig
 from realtime_vrn.crop import CropTransform
 from realtime_vrn.model.guidance import network_input
 from realtime_vrn.model.network import VRNConfig
+from realtime_vrn.stability import LogitSmoother
 from realtime_vrn.stats import LatencyStats
 from realtime_vrn.surface.colour import sample_colours, to_image_frame
 from realtime_vrn.surface.extract import SurfaceExtractor
@@ -59,10 +60,12 @@ class Reconstructor:
     """One frame in, one mesh out. Owns no device resources: the tracker and backend are passed in."""
 
     def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None,
-                 media_fps: float | None = None) -> None:
+                 media_fps: float | None = None, smoother: LogitSmoother | None = None) -> None:
         """media_fps: for offline video, the file's frame rate; the tracker then runs on the media timeline
-        (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed."""
+        (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
+        smoother: temporal filter of the network output (video and camera; None for still images)."""
         self.tracker = tracker
+        self.smoother = smoother
         self.media_fps = media_fps
         self.backend = backend
         self.cfg = cfg
@@ -77,6 +80,8 @@ class Reconstructor:
             clock = frame.index / self.media_fps if self.media_fps else frame.timestamp
             rec.landmarks = self.tracker.process(frame.image, clock)
         if rec.landmarks is None:
+            if self.smoother is not None:
+                self.smoother.reset()
             return rec
         with self.stats.time("crop", t):
             rec.crop = CropTransform.from_landmarks(rec.landmarks.points68, size=self.cfg.input_size)
@@ -86,6 +91,8 @@ class Reconstructor:
         self.stats.add("landmarks+crop", t["landmarks"] + t["crop"])
         with self.stats.time("network", t):
             rec.logits = self.backend.infer(batch)[0]
+            if self.smoother is not None:
+                rec.logits = self.smoother(rec.logits, rec.crop)
         with self.stats.time("surface", t):
             mesh = self.extractor.extract(rec.logits)
             if not mesh.is_empty:
@@ -171,7 +178,9 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
             open_tracker(static=source.is_still, smoothing=config.smoothing) as tracker, \
             Outputs(config, source, summary) as outputs:
         offline_video = not source.is_live and not source.is_still and not config.realtime
-        rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None)
+        smoother = LogitSmoother() if config.smoothing and not source.is_still else None
+        rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
+                            smoother=smoother)
         total = source.frame_count
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames

@@ -87,3 +87,29 @@ def test_loop_runs_past_the_end_of_a_folder(plane_checkpoint, face_photos, tmp_p
                        headless=True, progress=False).validate()
     summary = run(config)
     assert summary.frames == 7 and summary.stopped_by == "max frames"
+
+
+def test_logit_smoother_follows_motion_and_resets():
+    from realtime_vrn.crop import CropTransform
+    from realtime_vrn.stability import LogitSmoother
+
+    crop = CropTransform(centre=(100.0, 100.0), scale=1.0, size=64)
+    s = LogitSmoother()
+    a = np.zeros((4, 16, 16), np.float32)
+    np.testing.assert_array_equal(s(a, crop), a)
+    noisy = a + 0.1
+    out = s(noisy, crop)
+    assert 0.0 < out.mean() < 0.1  # small change: smoothed
+    big = a + 10.0
+    np.testing.assert_allclose(s(big, crop), big)  # large change: followed at once (no lag)
+    moved = CropTransform(centre=(130.0, 100.0), scale=1.0, size=64)
+    np.testing.assert_array_equal(s(noisy, moved), noisy)  # the crop moved: restart
+
+
+def test_surface_motion_is_zero_for_a_translated_copy():
+    from realtime_vrn.stability import surface_motion
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(500, 3)).astype(np.float32)
+    assert surface_motion(v, v + np.float32([3.0, -2.0, 1.0])) < 1e-5
+    assert surface_motion(v, v * 1.5) > 0.1

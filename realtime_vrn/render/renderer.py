@@ -225,6 +225,9 @@ class Renderer:
             program.release()
         self.rasterizer = None
         if self._owns_ctx and self._ctx is not None:
+            # Unbind before destroying: a destroyed EGL context left current breaks a later GLX window context
+            # in this thread (X_GLXMakeCurrent: BadAccess).
+            self._ctx.__exit__(None, None, None)
             self._ctx.release()
             self._ctx = None
 
