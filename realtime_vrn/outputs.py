@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+#: While paused, wait this long for input between redraws (responsive without spinning a core).
+PAUSED_WAIT_S = 1 / 30
 #: Stages shown on the HUD, in pipeline order.
 HUD_STAGES = ("landmarks", "crop", "network", "surface", "render")
 
@@ -129,10 +131,12 @@ class Outputs:
             except OSError as err:
                 raise OutputError(f"cannot create the mesh folder {c.export}: {err.strerror}") from err
         if self.wants_window:
-            from realtime_vrn.render.window import Window
+            from realtime_vrn.render.window import LiveWindow, ViewState
 
-            self._window = Window(width, height, title=f"realtime-vrn - {self.source.name}")
-            self._window.on_export = self._export_current
+            self._window = LiveWindow(f"realtime-vrn - {self.source.name}",
+                                      state=ViewState(view=c.view, blend=c.blend),
+                                      on_export=self._export_current,
+                                      screenshot_dir=c.export or Path.cwd()).open()
         if c.output is not None:
             self._sinks.append(self._file_sink(c.output, width, height, fps))
         if c.virtual_camera:
@@ -195,13 +199,29 @@ class Outputs:
         if self._renderer is None:
             return True
         with stats.time("render"):
-            picture = self._renderer.render(rec.frame.image, rec.mesh, view=self.view, blend=self.blend,
-                                            hud_lines=self._hud(rec, stats))
+            picture = self._render(rec.frame.image, rec.mesh, self._hud(rec, stats))
         for sink in self._sinks:
             sink.write(picture)
-        if self._window is not None:
-            return self._window.show(picture, self)
-        return True
+        if self._window is None:
+            return True
+        return self._show(picture, rec, stats)
+
+    def _render(self, image, mesh, hud: list[str]):
+        if self._window is None:
+            return self._renderer.render(image, mesh, view=self.view, blend=self.blend, hud_lines=hud)
+        s = self._window.state
+        return self._renderer.render(image, mesh, view=s.view, blend=s.blend, hud_lines=hud, camera=s.camera,
+                                     shading=s.shading)
+
+    def _show(self, picture, rec: Any, stats: LatencyStats) -> bool:
+        """Show the picture; while paused keep redrawing the last frame (the orbit still turns). False = quit."""
+        from realtime_vrn.render.window import WindowEvent
+
+        events = self._window.show(picture)
+        while WindowEvent.QUIT not in events and self._window.state.paused:
+            hud = self._hud(rec, stats) + ["paused (space to resume)"]
+            events = self._window.show(self._render(rec.frame.image, rec.mesh, hud), wait_s=PAUSED_WAIT_S)
+        return WindowEvent.QUIT not in events
 
     def _hud(self, rec: Any, stats: LatencyStats) -> list[str]:
         import time

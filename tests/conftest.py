@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +89,49 @@ def plane_checkpoint(tmp_path_factory) -> Path:
     save_checkpoint(path, net, CheckpointMeta(source="tests/conftest.py (analytic plane)", licence="MIT",
                                               description="test fixture, not a face model"))
     return path
+
+
+XVFB_START_TIMEOUT_S = 10
+
+
+@pytest.fixture(scope="session")
+def xvfb_display():
+    """A private X display (Xvfb picks a free number and writes it to the -displayfd pipe)."""
+    pytest.importorskip("glfw")
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-nolisten", "tcp", "-noreset"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        number = _read_display_number(read_fd, proc)
+        yield f":{number}"
+    finally:
+        os.close(read_fd)
+        proc.terminate()
+        proc.wait(timeout=XVFB_START_TIMEOUT_S)
+
+
+def _read_display_number(fd: int, proc: subprocess.Popen) -> str:
+    import select
+
+    data = b""
+    while not data.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], XVFB_START_TIMEOUT_S)
+        chunk = os.read(fd, 16) if ready else b""
+        if not chunk:
+            pytest.skip(f"Xvfb did not start (exit code {proc.poll()})")
+        data += chunk
+    return data.decode().strip()
+
+
+@pytest.fixture()
+def display(xvfb_display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    return xvfb_display

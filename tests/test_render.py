@@ -280,9 +280,10 @@ def test_composite_blends_only_covered_pixels(astronaut):
     frame = np.ascontiguousarray(astronaut[:H, :W])
     rgba = np.zeros((H, W, 4), np.uint8)
     rgba[10:20, 30:40] = (255, 255, 255, 255)
-    out = composite(frame, rgba, 0.25)
-    assert (out[:10] == frame[:10]).all()
-    assert np.abs(out[10:20, 30:40] - (0.25 * 255 + 0.75 * frame[10:20, 30:40].astype(float))).max() <= 1
+    for rect in (None, (25, 5, 30, 20)):
+        out = composite(frame, rgba, rect, 0.25)
+        assert (out[:10] == frame[:10]).all() and (out[20:] == frame[20:]).all()
+        assert np.abs(out[10:20, 30:40] - (0.25 * 255 + 0.75 * frame[10:20, 30:40].astype(float))).max() <= 1
 
 
 def test_hud_draws_top_left_only():
@@ -307,3 +308,13 @@ def test_benchmark_render_reports():
     assert result["silhouette_iou"] > 0.98 and result["triangles"] >= 4900
     assert result["median_ms"] > 0 and result["p95_ms"] >= result["median_ms"] - 1e-9
     assert {"gl_renderer", "rasterizer", "environment", "meets_target"} <= result.keys()
+
+
+def test_compute_rasterizer_limits_the_triangle_count(renderer, monkeypatch):
+    if renderer.rasterizer != "compute":
+        pytest.skip("a limit of the compute rasterizer's visibility key")
+    import realtime_vrn.render.renderer as module
+
+    monkeypatch.setattr(module, "_MAX_ID_BITS", 3)  # at most 7 triangles
+    with pytest.raises(ValueError, match="pipeline"):
+        renderer.render(black(), ellipsoid_mesh((48.0, 32.0, 0.0), (20.0, 20.0, 20.0), 50))

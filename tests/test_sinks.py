@@ -198,3 +198,13 @@ def test_fit_image_letterboxes():
     fitted = fit_image(image, (40, 30))
     assert fitted.shape == (30, 40, 3)
     assert (fitted[10:20] == 200).all() and not fitted[:10].any() and not fitted[20:].any()
+
+
+def test_optional_dependencies_load_lazily():
+    import subprocess
+
+    code = (
+        "import sys, realtime_vrn.render, realtime_vrn.render.window, realtime_vrn.sinks; "
+        "assert 'glfw' not in sys.modules and 'pyvirtualcam' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

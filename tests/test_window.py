@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -14,52 +11,6 @@ from realtime_vrn.errors import DisplayError
 from realtime_vrn.render import Renderer
 from realtime_vrn.render.bench import ellipsoid_mesh
 from realtime_vrn.render.window import LiveWindow, ViewState, WindowEvent
-
-XVFB_START_TIMEOUT_S = 10
-
-
-@pytest.fixture(scope="module")
-def xvfb_display():
-    """A private X display (Xvfb picks a free number and writes it to the -displayfd pipe)."""
-    pytest.importorskip("glfw")
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-nolisten", "tcp", "-noreset"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        number = _read_display_number(read_fd, proc)
-        yield f":{number}"
-    finally:
-        os.close(read_fd)
-        proc.terminate()
-        proc.wait(timeout=XVFB_START_TIMEOUT_S)
-
-
-def _read_display_number(fd: int, proc: subprocess.Popen) -> str:
-    import select
-
-    data = b""
-    while not data.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], XVFB_START_TIMEOUT_S)
-        chunk = os.read(fd, 16) if ready else b""
-        if not chunk:
-            pytest.skip(f"Xvfb did not start (exit code {proc.poll()})")
-        data += chunk
-    return data.decode().strip()
-
-
-@pytest.fixture()
-def display(xvfb_display, monkeypatch):
-    monkeypatch.setenv("DISPLAY", xvfb_display)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    return xvfb_display
-
 
 def test_window_shows_the_image(display, astronaut):
     image = np.ascontiguousarray(astronaut[100:220:, 150:310])  # 160 x 120

@@ -5,9 +5,15 @@ camera frame never goes to the GPU. The read-back is composited over the frame w
 (pixels outside the mesh are the frame's bytes), cheap, and blends a self-occluding mesh correctly.
 
 Two rasterizers draw the same picture (back faces culled, nearest surface wins, per-vertex lighting):
-``"compute"`` (OpenGL 4.3 compute shaders, one invocation per triangle: fast for pixel-sized triangles on
-llvmpipe) and ``"pipeline"`` (the OpenGL 3.3 vertex/fragment pipeline, for contexts without compute shaders
-such as macOS). ``"auto"`` takes compute when the context has it.
+
+- ``"compute"`` (OpenGL 4.3): three compute passes - shade and project each vertex; one invocation per
+  triangle walks its pixel centres and keeps the nearest triangle per pixel with a 32-bit atomic max of
+  (depth, triangle id); one invocation per pixel of the mesh's rectangle interpolates the winner's colours.
+  Mesa's llvmpipe sets up pipeline primitives one at a time on one thread (~150 ns each), so a face mesh of
+  ~150k pixel-sized triangles draws several times faster this way (``render/bench.py``).
+- ``"pipeline"``: the OpenGL 3.3 vertex/fragment pipeline, for contexts without compute shaders (macOS).
+
+``"auto"`` takes compute when the context has it.
 
 One ``Renderer`` per OpenGL context. Programs are compiled once; mesh buffers grow (never shrink) when a
 larger mesh arrives; render targets are remade only when the frame size changes.
@@ -277,7 +283,7 @@ class Renderer:
 
         if view == "overlay":
             if has_mesh and blend > 0.0:
-                image = composite(frame, self.draw_mesh(mesh, (w, h), shading=shading), blend)
+                image = composite(frame, *self._draw(mesh, (w, h), None, shading), blend)
             else:
                 image = frame.copy()
         else:
@@ -303,6 +309,13 @@ class Renderer:
         camera: None for the pixel-exact overlay projection, else the 3D view from this orbit camera.
         Returns (H, W, 4) uint8: the lit RGB colour where alpha is 255 (covered), the background where 0.
         """
+        return self._draw(mesh, size, camera, shading)[0]
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _draw(
+        self, mesh: Mesh, size: tuple[int, int], camera: OrbitCamera | None, shading: str
+    ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """``draw_mesh``, also returning the pixel rectangle (x, y, w, h) outside which nothing was drawn."""
         self.open()
         if self.rasterizer == "compute" and len(mesh.faces).bit_length() > _MAX_ID_BITS:
             raise ValueError(
@@ -316,21 +329,20 @@ class Renderer:
         else:
             centroid = np.array([mesh.vertices[:, k].mean(dtype=np.float64) for k in range(3)])
             mvp, normal_matrix = camera.matrices(centroid, float(np.linalg.norm(hi - lo)) / 2, width, height)
+        rect = window_rect(mvp, lo, hi, width, height)
         target = self._target(size)
         target.clear()
         self._mesh.upload(mesh)
         self._set_lighting_uniforms()
         self._set_frame_uniforms(mvp, normal_matrix, shading, has_color=mesh.colors is not None)
         if self.rasterizer == "compute":
-            rect = window_rect(mvp, lo, hi, width, height)
             self._rasterize_compute(target, len(mesh.vertices), len(mesh.faces), size, rect)
         else:
             self._rasterize_pipeline(target, mesh.faces.size, size)
         rgba = np.empty((height, width, 4), np.uint8)
         target.read(rgba)
-        return rgba
+        return rgba, rect
 
-    # -- helpers --------------------------------------------------------------------------------------------
     def _rasterize_compute(
         self,
         target: _Target,
@@ -401,20 +413,24 @@ class Renderer:
         return target
 
 
-def composite(frame: np.ndarray, rgba: np.ndarray, blend: float) -> np.ndarray:
+def composite(
+    frame: np.ndarray, rgba: np.ndarray, rect: tuple[int, int, int, int] | None, blend: float
+) -> np.ndarray:
     """``frame`` ((H, W, 3) uint8 RGB) with ``rgba``'s covered pixels (alpha 255) blended in at opacity
     ``blend``: ``round(blend * mesh + (1 - blend) * frame)``. Uncovered pixels keep the frame's bytes.
+    rect: (x, y, w, h) outside which ``rgba`` covers nothing, or None to find it.
     Returns a new (H, W, 3) uint8 RGB image.
     """
     out = frame.copy()
-    mask = cv2.extractChannel(rgba, 3)
-    x, y, w, h = cv2.boundingRect(mask)  # work only where the mesh is
-    if w == 0:
+    if rect is None:
+        rect = cv2.boundingRect(cv2.extractChannel(rgba, 3))
+    x, y, w, h = rect
+    if w == 0 or h == 0:
         return out
-    roi = (slice(y, y + h), slice(x, x + w))
-    mesh_rgb = cv2.cvtColor(rgba[roi], cv2.COLOR_RGBA2RGB)
-    blended = cv2.addWeighted(mesh_rgb, blend, frame[roi], 1.0 - blend, 0.0)
-    cv2.copyTo(blended, mask[roi], out[roi])
+    roi = (slice(y, y + h), slice(x, x + w))  # work only where the mesh is
+    mesh_rgba = rgba[roi]
+    blended = cv2.addWeighted(cv2.cvtColor(mesh_rgba, cv2.COLOR_RGBA2RGB), blend, frame[roi], 1.0 - blend, 0.0)
+    cv2.copyTo(blended, cv2.extractChannel(mesh_rgba, 3), out[roi])
     return out
 
 
