@@ -24,6 +24,10 @@ def _has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # Window tests (GLX contexts through glfw) run first: Mesa refuses glXMakeCurrent (X error BadAccess, which
+    # ends the process) once some EGL contexts (headless rendering, synthetic data) have lived in the process.
+    # A real run never mixes the two: with a window, the renderer draws in the window's own context.
+    items.sort(key=lambda item: 0 if "xvfb_display" in getattr(item, "fixturenames", ()) else 1)
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA")
