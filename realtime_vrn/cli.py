@@ -111,7 +111,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Real-time 3D face reconstruction (VRN) from a camera, video or images.",
-                epilog="subcommands: bench, weights, data, train, eval (see 'realtime-vrn SUBCOMMAND --help')")
+                epilog="subcommands: bench, weights, engine, data, train, eval (see 'realtime-vrn SUBCOMMAND --help')")
     p.add_argument("--version", action="version", version=f"realtime-vrn {__version__}")
     _add_run_options(p)
     _add_common(p)
@@ -231,7 +231,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _sub_parsers() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
     """Subcommands contributed by other modules: name -> function(parser) that adds options + set_defaults(func)."""
-    out: dict[str, Callable] = {}
+    from realtime_vrn import engine_cli
+
+    out: dict[str, Callable] = {"engine": engine_cli}
     try:
         from realtime_vrn.weights import cli as weights_cli
 

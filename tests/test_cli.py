@@ -144,3 +144,18 @@ def test_window_without_display_suggests_headless(plane_checkpoint, face_photos,
     code = main(["--image", str(face_photos[0]), "--weights", str(plane_checkpoint)])
     assert code == 2
     _one_line_error(capsys, "--headless")
+
+
+def test_engine_build_without_tensorrt_names_the_extra(plane_checkpoint, capsys):
+    pytest.importorskip("torch")
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    assert main(["engine", "build", "--weights", str(plane_checkpoint)]) == 2
+    _one_line_error(capsys, "tensorrt")
+
+
+def test_engine_recipes_lists_the_shipped_ones(capsys):
+    assert main(["engine", "recipes"]) == 0
+    assert "fp16-b1" in capsys.readouterr().out
