@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Network outputs kept from the run for the surface comparison (spread over the clip).
 SURFACE_SAMPLES = 8
+#: The released model's low-resolution output grid (D, h, w); its full volume is 200x192x192.
+FULL_GRID = (200, 48, 48)
 #: Issue targets, reported next to the measurements (pass / fail is for the reader, never asserted in tests).
 TARGETS = {
     "landmarks+crop_median_ms": 5.0,
@@ -106,9 +108,13 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
     lc = summary.stages.get("landmarks+crop", {}).get("median_ms")
     print(f"pipeline: {summary.fps:.1f} FPS over {summary.frames} frames ({summary.frames_without_face} without "
           f"a face); landmarks+crop median {lc if lc is None else round(lc, 2)} ms (target <= 5); "
-          f"RSS {summary.rss_start_mb:.0f} -> {summary.rss_end_mb:.0f} MiB")
+          f"RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {100} frames, "
+          f"{summary.rss_end_mb:.0f} at the end")
     if logits:
         result["surface"] = _surface_comparison(logits, surface_runs)
+        if logits[0].shape != FULL_GRID:
+            result["surface_full_grid"] = _surface_comparison([_to_full_grid(x) for x in logits], surface_runs,
+                                                              label="surface (resampled to 200x48x48)")
     if backends:
         result["network"] = _network_backends(config, backends)
         if full_network:
@@ -122,7 +128,16 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
     return result
 
 
-def _surface_comparison(logits: list[np.ndarray], runs: int) -> dict:
+def _to_full_grid(logits: np.ndarray) -> np.ndarray:
+    """A smaller model's (D, h, w) logits resampled (trilinear) to the released model's 200x48x48 grid, so the
+    surface stage is measured at full size on a real face's field (its full volume is 200x192x192)."""
+    from scipy.ndimage import zoom
+
+    factors = [t / s for t, s in zip(FULL_GRID, logits.shape)]
+    return np.ascontiguousarray(zoom(logits, factors, order=1), dtype=np.float32)
+
+
+def _surface_comparison(logits: list[np.ndarray], runs: int, label: str = "surface") -> dict:
     from realtime_vrn.surface.reference import compare_with_reference
 
     per_frame = [compare_with_reference(x, runs=runs) for x in logits]
@@ -130,7 +145,7 @@ def _surface_comparison(logits: list[np.ndarray], runs: int) -> dict:
     agg = {k: float(np.median([r[k] for r in per_frame])) for k in keys if k in per_frame[0]}
     agg["worst_p95_distance"] = float(max(r.get("p95_distance", 0.0) for r in per_frame))
     agg["frames"] = len(per_frame)
-    print(f"surface: fast {agg.get('fast_median_ms', 0):.1f} ms vs scikit-image full volume "
+    print(f"{label}: fast {agg.get('fast_median_ms', 0):.1f} ms vs scikit-image full volume "
           f"{agg.get('reference_median_ms', 0):.1f} ms -> {agg.get('speedup', 0):.1f}x; distance mean "
           f"{agg.get('mean_distance', 0):.3f} / p95 {agg.get('p95_distance', 0):.3f} voxel (target >= 3x, <= 0.5)")
     return {"median_over_frames": agg, "per_frame": per_frame}

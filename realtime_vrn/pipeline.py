@@ -30,6 +30,11 @@ from realtime_vrn.surface.mesh import Mesh
 
 log = logging.getLogger(__name__)
 
+#: RSS is sampled after this many frames (warm) and then every RSS_EVERY frames; the trace keeps at most
+#: RSS_TRACE_MAX samples (every other one is dropped when full), so it stays bounded on endless runs.
+WARM_FRAMES = 100
+RSS_EVERY = 1000
+RSS_TRACE_MAX = 200
 #: Frames decoded ahead of the pipeline for video files (a bounded queue: decoding overlaps processing).
 VIDEO_PREFETCH = 4
 
@@ -123,7 +128,9 @@ class RunSummary:
     fps: float = 0.0
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     rss_start_mb: float = 0.0
+    rss_warm_mb: float = 0.0  # after WARM_FRAMES frames: models loaded, buffers grown
     rss_end_mb: float = 0.0
+    rss_trace: list[tuple[int, float]] = field(default_factory=list)  # (frame, MiB) every RSS_EVERY frames
     backend: str = ""
     model: str = ""
     outputs: list[str] = field(default_factory=list)
@@ -195,6 +202,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
                     keep_going = outputs.push(result, stats)
                 stats.add("end_to_end", time.perf_counter() - frame.timestamp)
                 summary.frames += 1
+                _sample_rss(summary)
                 if result.has_face:
                     summary.frames_with_face += 1
                 else:
@@ -217,6 +225,16 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
         summary.dropped_frames = int(getattr(source, "dropped", 0))
         summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
         summary.stages = stats.summary_ms()
+
+
+def _sample_rss(summary: RunSummary) -> None:
+    n = summary.frames
+    if n == WARM_FRAMES:
+        summary.rss_warm_mb = rss_mb()
+    if n % RSS_EVERY == 0:
+        summary.rss_trace.append((n, round(rss_mb(), 1)))
+        if len(summary.rss_trace) > RSS_TRACE_MAX:
+            del summary.rss_trace[1::2]
 
 
 def _progress(config: RunConfig, source: Any, total: int | None):
