@@ -113,3 +113,18 @@ def test_surface_motion_is_zero_for_a_translated_copy():
     v = rng.normal(size=(500, 3)).astype(np.float32)
     assert surface_motion(v, v + np.float32([3.0, -2.0, 1.0])) < 1e-5
     assert surface_motion(v, v * 1.5) > 0.1
+
+
+def test_overlay_lands_where_the_inverse_crop_puts_it(reconstructor, astronaut):
+    """The plane of the analytic network, drawn in overlay mode, covers exactly the crop window's footprint in
+    the frame (the crop's inverse transform), within 1 px."""
+    from realtime_vrn.render import Renderer
+
+    rec = reconstructor.process(_Frame(astronaut))
+    black = np.zeros_like(astronaut)
+    with Renderer() as renderer:
+        picture = renderer.render(black, rec.mesh, view="overlay", blend=1.0)
+    ys, xs = np.nonzero(picture.max(axis=2) > 0)
+    corners = rec.crop.to_frame(np.array([[0.0, 0.0], [PLANE_INPUT - 1.0, PLANE_INPUT - 1.0]]))
+    assert abs(xs.min() - corners[0, 0]) <= 1 and abs(ys.min() - corners[0, 1]) <= 1
+    assert abs(xs.max() - corners[1, 0]) <= 1 and abs(ys.max() - corners[1, 1]) <= 1
