@@ -423,3 +423,27 @@ def test_importing_the_stages_loads_no_heavy_module():
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_video_tracker_follows_one_face_and_counts_faces_periodically(face_photos, astronaut):
+    """A video tracker tracks a single face cheaply; the census finds a second, larger face within
+    CENSUS_EVERY frames and the tracker then reconstructs the largest."""
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.landmarks.tracker import CENSUS_EVERY
+
+    big = cv2.resize(read_image_rgb(face_photos[1]), (480, 480))
+    small = astronaut[0:300, 100:400]
+    alone = np.zeros((480, 800, 3), np.uint8)
+    alone[90:390, 490:790] = small
+    both = alone.copy()
+    both[:, :480] = big
+    with open_tracker(static=False, smoothing=False) as tracker:
+        for i in range(3):
+            found = tracker.process(alone, i / 30)
+            assert found is not None and found.n_faces == 1
+        sides = []
+        for i in range(3, CENSUS_EVERY + 5):
+            found = tracker.process(both, i / 30)
+            sides.append(box_side(found.points68))
+        assert sides[-1] > 150 and found.n_faces == 2  # the larger (left) face, after the census
+        assert found.points68[:, 0].mean() < 480
