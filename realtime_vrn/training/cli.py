@@ -84,6 +84,8 @@ def add_parser(subparsers) -> None:
     train.add_argument("--batch-size", type=_positive, default=8)
     train.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
     train.add_argument("--lr", type=_positive_float, default=1e-3)
+    train.add_argument("--lr-drop-at", type=_positive_float, default=0.8,
+                       help="fraction of --steps after which the learning rate is x0.1")
     train.add_argument("--loss", choices=("full", "lowres"), default="full")
     train.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     train.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
@@ -163,6 +165,7 @@ def _cmd_train(args) -> int:
                           inner_branch_blocks=args.inner_branch_blocks, depth_bins=args.depth_bins)
         cfg = TrainConfig(out=str(args.out), data=str(args.data) if args.data else None, model=model,
                           steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                          lr_drop_at=args.lr_drop_at,
                           loss=args.loss, device=args.device, amp=not args.no_amp, threads=args.threads,
                           workers=args.workers, checkpoint_every_s=args.checkpoint_every)
     except ValueError as err:
