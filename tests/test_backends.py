@@ -115,9 +115,10 @@ def test_openvino_default_runs_in_float32(small_checkpoint):
 
 
 def test_cpu_priorities_put_accurate_backends_first():
-    """auto on a CPU: ONNX Runtime, OpenVINO f32, torch (fastest first, bench.py), then bf16 only as a last resort."""
+    """auto on a CPU: OpenVINO f32, ONNX Runtime, torch (fastest first, docs/benchmarks.md), then bf16 only as a
+    last resort."""
     names = [n for n in backend_names() if n in ("onnxruntime", "openvino", "torch", "openvino-bf16")]
-    assert names == ["onnxruntime", "openvino", "torch", "openvino-bf16"]
+    assert names == ["openvino", "onnxruntime", "torch", "openvino-bf16"]
 
 
 def test_unknown_backend_lists_the_choices(small_checkpoint):
@@ -159,7 +160,7 @@ def test_auto_reports_every_reason_when_nothing_starts(monkeypatch, small_checkp
 
 def test_missing_runtime_names_what_to_install(monkeypatch, small_checkpoint):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
-    expected = r"openvino: openvino is not installed .*pip install 'realtime-vrn\[openvino\]'"
+    expected = r"openvino: openvino is not installed .*pip install openvino"
     with pytest.raises(BackendError, match=expected):
         open_backend("openvino", small_checkpoint, "cpu")
 

@@ -22,9 +22,11 @@ import numpy as np
 from realtime_vrn.backends.base import InferenceBackend, register_backend
 from realtime_vrn.backends.common import check_batch, cpu_threads, require_cpu_device
 
-#: After ONNX Runtime: as fast on the released model, slower on small ones on our loaded 2-core machine (faster
-#: on an idle one); optional extra; compiling the released model takes ~4 s per start.
-PRIORITY = 20
+#: First on the CPU: on the shipped vrn-small it is the fastest accurate backend (2026-11-24, `realtime-vrn bench
+#: --backends onnxruntime,openvino,torch`: OpenVINO f32 8.9 ms, ONNX Runtime 12.7 ms, torch 27.3 ms median; also
+#: 16 vs 31 ms on one thread), and faster on the released model (469 vs 553 ms). On a loaded machine the two
+#: swap places on some configurations; ONNX Runtime is next in line. Compiling the released model takes ~4 s.
+PRIORITY = 35
 #: Only on request: tried by ``auto`` after every accurate backend.
 PRIORITY_BF16 = 0
 
@@ -51,7 +53,7 @@ class OpenVinoBackend(InferenceBackend):
         try:
             import openvino as ov
         except ImportError as err:
-            raise ImportError(f"openvino is not installed ({err}); pip install 'realtime-vrn[openvino]'") from err
+            raise ImportError(f"openvino is not installed ({err}); pip install openvino") from err
         from realtime_vrn.model.checkpoint import read_checkpoint_header
         from realtime_vrn.model.export import cached_onnx
 
