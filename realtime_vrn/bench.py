@@ -37,7 +37,8 @@ PACKAGES = ("numpy", "torch", "onnxruntime", "openvino", "mediapipe", "opencv-co
             "moderngl", "cupy-cuda12x", "cupy-cuda13x", "tensorrt")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model name (Linux /proc/cpuinfo), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -77,7 +78,7 @@ def environment_info() -> dict[str, Any]:
         "commit": _git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpu": gpu,
         "versions": versions,

@@ -38,6 +38,7 @@ from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.gpu.resources import shipped_dir
 from realtime_vrn.model.checkpoint import file_sha256
 from realtime_vrn.model.network import VRNConfig
+from realtime_vrn.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -254,17 +255,8 @@ def _write_cached(path: Path, data: bytes, key: EngineKey, recipe: EngineRecipe)
         "engine_sha256": hashlib.sha256(data).hexdigest(),
         "recipe": dataclasses.asdict(recipe),
     }
-    _write_atomic(path, data)
-    _write_atomic(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, data)
+    write_atomic(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _file_sha256(path: Path) -> str:

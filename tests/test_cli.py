@@ -135,7 +135,6 @@ def test_window_run_under_xvfb(display, plane_checkpoint, demo_clip, capsys):
 def test_window_without_display_suggests_headless(plane_checkpoint, face_photos, monkeypatch, capsys):
     """The live window is refused with a clear message when there is no display (--camera would fail first on
     this machine, which has no camera, so the window is forced on for an image run)."""
-    from realtime_vrn.errors import DisplayError
     from realtime_vrn.outputs import Outputs
 
     monkeypatch.delenv("DISPLAY", raising=False)

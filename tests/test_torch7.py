@@ -401,7 +401,7 @@ def test_install_writes_checkpoint_with_provenance(tmp_path, small_file, vrn_hom
     assert official.URL in ckpt.meta.source and result.source_sha256 in ckpt.meta.source
     card = json.loads(result.card_path.read_text())
     assert card["sha256"] == result.sha256
-    [info] = registry.list_models()
+    [info] = [m for m in registry.list_models() if m.name == "vrn-unguided"]  # beside the shipped models
     assert (info.name, info.licence) == ("vrn-unguided", official.LICENCE_NOTE)
     assert registry.resolve_weights(model="vrn-unguided") == result.path
     loaded, direct = load_model(result.path), convert_t7(small_file, SMALL_CFG)

@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from realtime_vrn.bench import cpu_name
+
 #: Calls per backend before timing (first-call allocations, OpenVINO/ORT lazy kernel selection).
 WARMUP_RUNS = 3
 #: Timed calls per backend in a row within one round (see the module docstring).
@@ -158,7 +160,7 @@ def environment() -> dict[str, Any]:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores_available": cpu_threads(),
         "versions": versions,
     }
@@ -181,16 +183,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _ratio(entry: dict[str, Any]) -> str:
     return f"{entry['vs_torch']:.2f}" if "vs_torch" in entry else "-"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import torch
 
 from realtime_vrn.errors import WeightsError
 from realtime_vrn.model.network import VRN, VRNConfig
+from realtime_vrn.fileio import write_atomic
 
 FORMAT_TAG = "realtime-vrn-checkpoint"
 #: Bump when the layout changes incompatibly; readers refuse newer versions.
@@ -118,7 +119,7 @@ def save_checkpoint(path: str | os.PathLike, model: VRN, meta: CheckpointMeta | 
     }
     data = _canonical_header(save(tensors, metadata=metadata))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, data)
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -206,7 +207,7 @@ def write_model_card(checkpoint_path: str | os.PathLike) -> Path:
         "config": json.loads(ckpt.cfg.to_json()),
     }
     card_path = model_card_path(checkpoint_path)
-    _write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return card_path
 
 
@@ -382,10 +383,3 @@ def _canonical_header(data: bytes) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + data[_HEADER_LEN_BYTES + header_len :]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ network's output volume lives in. Head frame: ICT centimetres, +y up, +z towards
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Iterator
 
@@ -33,7 +33,6 @@ import numpy as np
 from scipy import sparse
 
 from realtime_vrn.training.facemodel import FaceModel
-from realtime_vrn.training import volumes
 
 log = logging.getLogger(__name__)
 
