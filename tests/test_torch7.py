@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from realtime_vrn.errors import WeightsError
+from realtime_vrn.training.facemodel import SHARED_DIR
 from realtime_vrn.model.checkpoint import load_checkpoint, load_model
 from realtime_vrn.model.network import ImageNorm, VRNConfig, count_parameters
 from realtime_vrn.weights import official, registry, selfcheck
@@ -43,7 +44,7 @@ from torch7_writer import (
 
 torchfile = pytest.importorskip("torchfile")
 
-REFERENCE_DUMP = Path(__file__).resolve().parents[2] / "shared" / "reference" / "vrn" / "t7-layer-dump.txt"
+REFERENCE_DUMP = SHARED_DIR / "reference" / "vrn" / "t7-layer-dump.txt"
 #: The released structure (2 stacks, 4 levels, 6/9 blocks: all 1339 modules) with few channels and a small input.
 SMALL = T7Family(input_size=64, features=16, depth_bins=8)
 SMALL_CFG = VRNConfig(**dataclasses.asdict(SMALL))

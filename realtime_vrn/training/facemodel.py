@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,10 @@ from realtime_vrn.errors import VRNError
 
 log = logging.getLogger(__name__)
 
-#: Default location of the converted model in a development checkout (``../shared/data/ict-facekit``).
-DEFAULT_NPZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "ict-facekit" / "ict_face_model.npz"
+#: The team's shared data folder: ``REALTIME_VRN_SHARED`` if set, else ``../shared`` beside the checkout.
+SHARED_DIR = Path(os.environ.get("REALTIME_VRN_SHARED") or Path(__file__).resolve().parents[3] / "shared")
+#: Default location of the converted model (``<shared>/data/ict-facekit``).
+DEFAULT_NPZ = SHARED_DIR / "data" / "ict-facekit" / "ict_face_model.npz"
 
 #: Vertex ranges (inclusive) of the parts of the ICT mesh, as listed in ICT-FaceKit's README ("Model details").
 PART_RANGES: tuple[tuple[str, int, int], ...] = (
