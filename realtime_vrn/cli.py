@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from realtime_vrn import __version__
+from realtime_vrn.argtypes import camera_index, positive_int, unit_float
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger("realtime_vrn")
@@ -37,42 +38,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _camera_index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a camera index (0, 1, ...), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a camera index >= 0, got {value}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("input (default: the bundled demo clip)")
-    src.add_argument("--camera", type=_camera_index, metavar="N", help="camera index (0 = default webcam)")
+    src.add_argument("--camera", type=camera_index, metavar="N", help="camera index (0 = default webcam)")
     src.add_argument("--video", type=Path, metavar="FILE", help="video file")
     src.add_argument("--image", type=Path, metavar="FILE|DIR", help="image file or folder of images")
-    src.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    src.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     src.add_argument("--loop", action="store_true", default=None,
                      help="replay a video file or folder until --max-frames (soak tests)")
     src.add_argument("--realtime", action="store_true", default=None,
@@ -81,13 +52,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     out.add_argument("--output", type=Path, metavar="FILE|DIR",
                      help="video file (.mp4) or image file/folder with the reconstruction drawn in")
     out.add_argument("--export", type=Path, metavar="DIR", help="write meshes into DIR")
-    out.add_argument("--export-every", type=_positive_int, metavar="N", help="export every N-th mesh (default 1)")
+    out.add_argument("--export-every", type=positive_int, metavar="N", help="export every N-th mesh (default 1)")
     out.add_argument("--mesh-format", choices=("obj", "ply"), help="mesh file format (default obj)")
     out.add_argument("--y-up", action="store_true", default=None,
                      help="export meshes with y up (MeshLab/Blender); default is frame pixels, y down")
     out.add_argument("--headless", action="store_true", default=None, help="never open a window")
     out.add_argument("--view", choices=("overlay", "side_by_side", "mesh3d"), help="what to draw (default overlay)")
-    out.add_argument("--blend", type=_unit_float, metavar="A", help="mesh opacity over the frame, 0-1")
+    out.add_argument("--blend", type=unit_float, metavar="A", help="mesh opacity over the frame, 0-1")
     out.add_argument("--virtual-camera", action="store_true", default=None,
                      help="send the picture to a virtual camera (extra 'vcam': pyvirtualcam, GPL-2.0)")
     out.add_argument("--no-progress", dest="progress", action="store_false", default=None,
@@ -126,7 +97,7 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
                    help="where to write the JSON (default benchmark.json)")
     p.add_argument("--backends", metavar="LIST", default="",
                    help="also time the network alone with these backends (comma separated, or 'all')")
-    p.add_argument("--surface-runs", type=_positive_int, default=20, metavar="N",
+    p.add_argument("--surface-runs", type=positive_int, default=20, metavar="N",
                    help="runs of the surface comparison against scikit-image's full-volume marching cubes")
     p.add_argument("--render", action="store_true", help="include offscreen rendering in the pipeline timing")
     p.add_argument("--full-network", action="store_true",

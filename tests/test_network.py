@@ -12,13 +12,7 @@ SMALL = VRNConfig(features=64, stacks=1, levels=2, depth_bins=32, input_size=96)
 RELEASED_PARAMETERS = 19_184_968
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: torch's two OpenMP threads slow down 10x when other jobs share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

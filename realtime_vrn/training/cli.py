@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
+from realtime_vrn.argtypes import positive_float, positive_int
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger(__name__)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -39,11 +19,11 @@ def add_parser(subparsers) -> None:
 
     render = dsub.add_parser("render", help="render synthetic samples into on-disk shards")
     render.add_argument("out", type=Path, help="folder for shard-*.npz files")
-    render.add_argument("--count", type=_positive, default=1000)
+    render.add_argument("--count", type=positive_int, default=1000)
     render.add_argument("--first-seed", type=int, default=None, help="default 0 (training) or the held-out base")
-    render.add_argument("--shard-size", type=_positive, default=500)
-    render.add_argument("--size", type=_positive, default=96, help="crop side S (the model's input size)")
-    render.add_argument("--depth-bins", type=_positive, default=100)
+    render.add_argument("--shard-size", type=positive_int, default=500)
+    render.add_argument("--size", type=positive_int, default=96, help="crop side S (the model's input size)")
+    render.add_argument("--depth-bins", type=positive_int, default=100)
     render.add_argument("--heldout", action="store_true",
                         help="held-out evaluation set: seeds from 1e9 and face vertices stored")
     render.add_argument("--face-model", type=Path, default=None, help="ict_face_model.npz")
@@ -51,16 +31,16 @@ def add_parser(subparsers) -> None:
 
     preview = dsub.add_parser("preview", help="a PNG grid of samples: crop, landmarks, GT depth, volume side view")
     preview.add_argument("out", type=Path)
-    preview.add_argument("--count", type=_positive, default=16)
+    preview.add_argument("--count", type=positive_int, default=16)
     preview.add_argument("--first-seed", type=int, default=0)
-    preview.add_argument("--size", type=_positive, default=96)
-    preview.add_argument("--depth-bins", type=_positive, default=100)
+    preview.add_argument("--size", type=positive_int, default=96)
+    preview.add_argument("--depth-bins", type=positive_int, default=100)
     preview.set_defaults(func=_cmd_preview)
 
     speed = dsub.add_parser("speed", help="measure synthetic samples per second in one process")
-    speed.add_argument("--count", type=_positive, default=20)
-    speed.add_argument("--size", type=_positive, default=96)
-    speed.add_argument("--depth-bins", type=_positive, default=100)
+    speed.add_argument("--count", type=positive_int, default=20)
+    speed.add_argument("--size", type=positive_int, default=96)
+    speed.add_argument("--depth-bins", type=positive_int, default=100)
     speed.set_defaults(func=_cmd_speed)
 
     conv = dsub.add_parser("convert-facekit", help="convert ICT-FaceKit's FaceXModel folder to ict_face_model.npz")
@@ -72,26 +52,26 @@ def add_parser(subparsers) -> None:
     train = subparsers.add_parser("train", help="train a VRN on synthetic faces (resumes from OUT/last.pt)")
     train.add_argument("--out", type=Path, default=Path("out/train/run"), help="run folder")
     train.add_argument("--data", type=Path, default=None, help="shard folder (default: render on the fly)")
-    train.add_argument("--size", type=_positive, default=96, help="input size S (multiple of 8)")
-    train.add_argument("--features", type=_positive, default=128)
-    train.add_argument("--stacks", type=_positive, default=1)
-    train.add_argument("--levels", type=_positive, default=4)
-    train.add_argument("--branch-blocks", type=_positive, default=3)
-    train.add_argument("--inner-branch-blocks", type=_positive, default=3)
-    train.add_argument("--depth-bins", type=_positive, default=100)
+    train.add_argument("--size", type=positive_int, default=96, help="input size S (multiple of 8)")
+    train.add_argument("--features", type=positive_int, default=128)
+    train.add_argument("--stacks", type=positive_int, default=1)
+    train.add_argument("--levels", type=positive_int, default=4)
+    train.add_argument("--branch-blocks", type=positive_int, default=3)
+    train.add_argument("--inner-branch-blocks", type=positive_int, default=3)
+    train.add_argument("--depth-bins", type=positive_int, default=100)
     train.add_argument("--guided", action="store_true", help="RGB + 68 landmark heatmaps (VRN-Guided)")
-    train.add_argument("--steps", type=_positive, default=20000)
-    train.add_argument("--batch-size", type=_positive, default=8)
+    train.add_argument("--steps", type=positive_int, default=20000)
+    train.add_argument("--batch-size", type=positive_int, default=8)
     train.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
-    train.add_argument("--lr", type=_positive_float, default=1e-3)
-    train.add_argument("--lr-drop-at", type=_positive_float, default=0.8,
+    train.add_argument("--lr", type=positive_float, default=1e-3)
+    train.add_argument("--lr-drop-at", type=positive_float, default=0.8,
                        help="fraction of --steps after which the learning rate is x0.1")
     train.add_argument("--loss", choices=("full", "lowres"), default="full")
     train.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     train.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
-    train.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    train.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    train.add_argument("--checkpoint-every", type=_positive_float, default=300.0, help="seconds")
+    train.add_argument("--checkpoint-every", type=positive_float, default=300.0, help="seconds")
     train.add_argument("--no-resume", action="store_true")
     train.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                        help="do not train: export OUT/last.pt as a .safetensors checkpoint")
@@ -101,7 +81,7 @@ def add_parser(subparsers) -> None:
     ev.add_argument("model", type=Path, help="a .safetensors checkpoint or a training state (last.pt)")
     ev.add_argument("--heldout", type=Path, required=True, help="held-out shard folder (`data render --heldout`)")
     ev.add_argument("--out", type=Path, default=Path("out/eval"))
-    ev.add_argument("--limit", type=_positive, default=None)
+    ev.add_argument("--limit", type=positive_int, default=None)
     ev.add_argument("--oracle", action="store_true", help="score the ground-truth volumes (the metric's floor)")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_cmd_eval)
