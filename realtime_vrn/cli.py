@@ -70,6 +70,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--device", metavar="DEV", help="auto (default), cpu or cuda")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
                    help="no temporal smoothing of the landmarks")
+    p.add_argument("--no-pipeline", dest="pipelined", action="store_false", default=None,
+                   help="process each frame start to end before reading the next (default: landmarks of the "
+                        "next frame overlap the network and surface of this one)")
     p.add_argument("--benchmark", type=Path, metavar="FILE", help="write the run's timing summary as JSON")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with defaults for these options")
 

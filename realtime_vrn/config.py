@@ -50,6 +50,7 @@ class RunConfig:
     loop: bool = False  # replay a video file or image folder until max_frames (soak tests)
     realtime: bool = False  # video files: drop frames when processing is slower than the file's fps
     smoothing: bool = True  # One Euro filter on the landmarks
+    pipelined: bool = True  # landmarks + crop of frame N+1 on a worker thread while frame N is reconstructed
     benchmark: Path | None = None  # write benchmark JSON here
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

@@ -54,6 +54,7 @@ class Reconstruction:
     crop_image: np.ndarray | None = None
     logits: np.ndarray | None = None
     mesh: Mesh | None = None
+    batch: np.ndarray | None = None  # (1, C, S, S) float32 network input, between prepare() and finish()
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -79,23 +80,39 @@ class Reconstructor:
 
     def process(self, frame: Any) -> Reconstruction:
         """frame: a sources.Frame (image (H, W, 3) uint8 RGB, timestamp). Never raises for a missing face."""
+        return self.finish(self.prepare(frame))
+
+    def prepare(self, frame: Any) -> Reconstruction:
+        """The CPU front half: landmarks, crop and the network input (``rec.batch``, (1, C, S, S) float32).
+
+        Touches only the tracker, so it may run on another thread than :meth:`finish` (see :class:`Pipelined`).
+        """
         rec = Reconstruction(frame=frame)
         t = rec.timings
         with self.stats.time("landmarks", t):
             clock = frame.index / self.media_fps if self.media_fps else frame.timestamp
             rec.landmarks = self.tracker.process(frame.image, clock)
         if rec.landmarks is None:
-            if self.smoother is not None:
-                self.smoother.reset()
             return rec
         with self.stats.time("crop", t):
             rec.crop = CropTransform.from_landmarks(rec.landmarks.points68, size=self.cfg.input_size)
             rec.crop_image = rec.crop.warp(frame.image)
             points_crop = rec.crop.to_crop(rec.landmarks.points68) if self.cfg.guided else None
-            batch = network_input(rec.crop_image, self.cfg, points_crop)
+            rec.batch = network_input(rec.crop_image, self.cfg, points_crop)
         self.stats.add("landmarks+crop", t["landmarks"] + t["crop"])
+        return rec
+
+    def finish(self, rec: Reconstruction) -> Reconstruction:
+        """The back half: network, temporal filter, surface, colours, frame mapping. Touches only the backend,
+        the smoother and the extractor; frames must arrive in order (the smoother is stateful)."""
+        t = rec.timings
+        if rec.landmarks is None:
+            if self.smoother is not None:
+                self.smoother.reset()
+            return rec
         with self.stats.time("network", t):
-            rec.logits = self.backend.infer(batch)[0]
+            rec.logits = self.backend.infer(rec.batch)[0]
+            rec.batch = None
             if self.smoother is not None:
                 rec.logits = self.smoother(rec.logits, rec.crop)
         with self.stats.time("surface", t):
@@ -104,6 +121,84 @@ class Reconstructor:
                 mesh.colors = sample_colours(mesh, rec.crop_image)
             rec.mesh = to_image_frame(mesh, rec.crop)
         return rec
+
+
+class Pipelined:
+    """Frames through a :class:`Reconstructor` in two overlapping stages.
+
+    A worker thread runs :meth:`Reconstructor.prepare` (MediaPipe, crop) on frame N+1 while the caller's thread
+    runs :meth:`Reconstructor.finish` (network, surface) on frame N and then the outputs. MediaPipe, OpenVINO,
+    ONNX Runtime, torch and the surface's NumPy / scikit-image work release the GIL, so on two or more cores the
+    stages really overlap; on a GPU the CPU front half hides behind the network. The queue between the stages
+    holds ``depth`` prepared frames, so memory is bounded and at most ``depth`` + 1 frames are in flight; order
+    is kept. An exception in the worker (a bad frame, a source error) is raised in the caller's thread.
+
+    Use as a context manager and iterate: ``for rec in Pipelined(rec, source): ...``; leaving the loop early
+    (quit, max frames) stops the worker.
+    """
+
+    _END = object()
+
+    def __init__(self, reconstructor: Reconstructor, frames: Any, depth: int = 1) -> None:
+        import queue
+        import threading
+
+        self.reconstructor = reconstructor
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="vrn-prepare", daemon=True)
+
+    def start(self) -> "Pipelined":
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> "Pipelined":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a worker waiting on a full queue
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for frame in self._frames:
+                if not self._put(self.reconstructor.prepare(frame)):
+                    return
+        except BaseException as err:  # handed to the caller's thread, raised there
+            self._put(err)
+            return
+        self._put(self._END)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield self.reconstructor.finish(item)
 
 
 def rss_mb() -> float:
@@ -193,9 +288,10 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
             total = min(total, config.max_frames) if total else config.max_frames
         progress = _progress(config, source, total)
         start = time.perf_counter()
+        frames: Any = Pipelined(rec, source).start() if config.pipelined else _sequential(rec, source)
         try:
-            for frame in source:
-                result = rec.process(frame)
+            for result in frames:
+                frame = result.frame
                 if on_frame is not None:
                     on_frame(result)
                 with stats.time("output"):
@@ -218,6 +314,8 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
         except KeyboardInterrupt:
             summary.stopped_by = "interrupted"
         finally:
+            if isinstance(frames, Pipelined):
+                frames.close()
             if progress is not None:
                 progress.close()
         summary.wall_s = time.perf_counter() - start
@@ -225,6 +323,11 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
         summary.dropped_frames = int(getattr(source, "dropped", 0))
         summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
         summary.stages = stats.summary_ms()
+
+
+def _sequential(rec: Reconstructor, frames: Any):
+    for frame in frames:
+        yield rec.process(frame)
 
 
 def _sample_rss(summary: RunSummary) -> None:

@@ -128,3 +128,48 @@ def test_overlay_lands_where_the_inverse_crop_puts_it(reconstructor, astronaut):
     corners = rec.crop.to_frame(np.array([[0.0, 0.0], [PLANE_INPUT - 1.0, PLANE_INPUT - 1.0]]))
     assert abs(xs.min() - corners[0, 0]) <= 1 and abs(ys.min() - corners[0, 1]) <= 1
     assert abs(xs.max() - corners[1, 0]) <= 1 and abs(ys.max() - corners[1, 1]) <= 1
+
+
+def test_pipelined_run_gives_the_sequential_meshes_in_order(plane_checkpoint, demo_clip):
+    def meshes(pipelined):
+        got = []
+        config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=10, headless=True,
+                           progress=False, pipelined=pipelined).validate()
+        summary = run(config, on_frame=lambda rec: got.append((rec.frame.index, rec.mesh)))
+        assert summary.frames == 10 and summary.frames_with_face == 10
+        return got
+
+    sequential, pipelined = meshes(False), meshes(True)
+    assert [i for i, _ in pipelined] == list(range(10))
+    for (_, a), (_, b) in zip(sequential, pipelined):
+        np.testing.assert_array_equal(a.faces, b.faces)
+        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-5)
+
+
+class _CountingFrames:
+    """Frames of one image; raises at ``fail_at``; counts how many were read."""
+
+    def __init__(self, image, n, fail_at=None):
+        self.image, self.n, self.fail_at, self.read = image, n, fail_at, 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            if i == self.fail_at:
+                raise OSError("camera unplugged")
+            self.read += 1
+            yield _Frame(self.image, i)
+
+
+def test_pipelined_worker_errors_reach_the_caller_and_early_exit_stops_it(reconstructor, astronaut):
+    from realtime_vrn.pipeline import Pipelined
+
+    frames = _CountingFrames(astronaut, 3, fail_at=2)
+    with pytest.raises(OSError, match="camera unplugged"), Pipelined(reconstructor, frames) as stages:
+        list(stages)
+    frames = _CountingFrames(astronaut, 1000)
+    with Pipelined(reconstructor, frames, depth=1) as stages:
+        for rec in stages:
+            assert rec.has_face
+            break
+    assert not stages._thread.is_alive()
+    assert frames.read <= 3  # one finished, at most one queued and one being prepared

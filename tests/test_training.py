@@ -128,6 +128,33 @@ def test_a_tiny_network_fits_one_batch():
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_warm_start_copies_weights_and_grows_an_unguided_stem_for_guidance(tmp_path):
+    from realtime_vrn.model.checkpoint import save_checkpoint
+    from realtime_vrn.training.train import init_from
+
+    torch.manual_seed(1)
+    source = VRN(TINY).eval()
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, source, {"source": "test", "licence": "MIT", "description": "tiny"})
+
+    same = VRN(TINY).eval()
+    init_from(same, path)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), source(x))
+
+    guided_cfg = VRNConfig(**{**TINY.__dict__, "in_channels": 3 + 68})
+    guided = VRN(guided_cfg).eval()
+    init_from(guided, path)
+    heatmaps = torch.rand(1, 68, 32, 32)  # zero stem weights: the guided net starts as the unguided one
+    with torch.no_grad():
+        torch.testing.assert_close(guided(torch.cat([x, heatmaps], 1)), source(x))
+
+    other = VRN(VRNConfig(**{**TINY.__dict__, "features": 32}))  # every conv differs; the message names them
+    with pytest.raises(ValueError, match=r"cannot initialise from .*tiny.safetensors: .*\(16,\) in tiny.safetensors, \(32,\) here"):
+        init_from(other, path)
+
+
 # ------------------------------------------------------------------------------------------- metric
 
 

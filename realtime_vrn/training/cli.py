@@ -73,6 +73,9 @@ def add_parser(subparsers) -> None:
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--checkpoint-every", type=positive_float, default=300.0, help="seconds")
     train.add_argument("--no-resume", action="store_true")
+    train.add_argument("--init", type=Path, default=None, metavar="MODEL",
+                       help="warm start from a trained model (.safetensors or last.pt) of the same architecture; "
+                            "an unguided model may start a --guided one (heatmap weights start at zero)")
     train.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                        help="do not train: export OUT/last.pt as a .safetensors checkpoint")
     train.set_defaults(func=_cmd_train)
@@ -147,10 +150,16 @@ def _cmd_train(args) -> int:
                           steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                           lr_drop_at=args.lr_drop_at,
                           loss=args.loss, device=args.device, amp=not args.no_amp, threads=args.threads,
-                          workers=args.workers, checkpoint_every_s=args.checkpoint_every)
+                          workers=args.workers, checkpoint_every_s=args.checkpoint_every,
+                          init=str(args.init) if args.init else None)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    print(train(cfg, resume=not args.no_resume))
+    if args.init is not None and not args.init.is_file():
+        raise ConfigError(f"--init model {args.init} does not exist")
+    try:
+        print(train(cfg, resume=not args.no_resume))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     return 0
 
 

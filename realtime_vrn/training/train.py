@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every_s: float = 300.0
     log_every: int = 20
+    init: str | None = None              # warm start: a .safetensors model or a training state (last.pt)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "rmsprop"):
@@ -167,6 +168,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
         opt.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed_s"]
         log.info("resumed %s at step %d (%.0f s trained)", state_path, step, elapsed)
+    elif cfg.init:
+        init_from(net, cfg.init)
+        log.info("initialised from %s", cfg.init)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     log.info("model %s: %d parameters", cfg.model, count_parameters(net))
 
@@ -225,6 +229,44 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
     if bar:
         bar.close()
     return state_path
+
+
+def init_from(net: VRN, source: str | Path) -> None:
+    """Warm start ``net`` from a trained model of the same architecture (a ``.safetensors`` checkpoint of the
+    package or a training state ``last.pt``).
+
+    The input channels may differ in one way: an unguided source (3 channels) initialises a guided network
+    (3 + 68): the stem's weights for the heatmap channels start at zero, so the guided network starts as exactly
+    the unguided one and learns what the heatmaps add. Any other mismatch raises ``ValueError`` naming it.
+    """
+    source = Path(source)
+    if source.suffix == ".safetensors":
+        from realtime_vrn.model.checkpoint import load_checkpoint
+
+        state = load_checkpoint(source).state_dict
+    else:
+        state = torch.load(source, map_location="cpu", weights_only=False)["model"]
+    own = net.state_dict()
+    problems = [f"{k}: missing in {source.name}" for k in own if k not in state]
+    problems += [f"{k}: not in this network" for k in state if k not in own]
+    merged = {}
+    for key, value in state.items():
+        if key not in own:
+            continue
+        target = own[key]
+        if value.shape == target.shape:
+            merged[key] = value
+        elif key == "stem_conv.weight" and value.shape[1] == 3 and value.shape[0] == target.shape[0] \
+                and value.shape[2:] == target.shape[2:]:
+            grown = torch.zeros_like(target)
+            grown[:, :3] = value
+            merged[key] = grown
+        else:
+            problems.append(f"{key}: {tuple(value.shape)} in {source.name}, {tuple(target.shape)} here")
+    if problems:
+        raise ValueError(f"cannot initialise from {source}: " + "; ".join(problems[:8])
+                         + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""))
+    net.load_state_dict(merged, strict=True)
 
 
 def _loader_for(ds, cfg: TrainConfig) -> tuple[DataLoader, object]:
