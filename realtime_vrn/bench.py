@@ -102,7 +102,8 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
         if rec.logits is not None:
             seen[0] += 1
             if len(logits) < SURFACE_SAMPLES and seen[0] % 10 == 1:
-                logits.append(rec.logits.copy())
+                x = rec.logits  # a CuPy array when the surface stage runs on the GPU
+                logits.append(x.get() if hasattr(x, "get") else x.copy())
 
     summary = run(config, on_frame=keep)
     result: dict[str, Any] = {"pipeline": asdict(summary)}

@@ -68,6 +68,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--weights", type=Path, metavar="FILE", help="checkpoint file (ours or converted)")
     mdl.add_argument("--backend", metavar="NAME", help="inference backend: auto (default), torch, onnxruntime, openvino")
     mdl.add_argument("--device", metavar="DEV", help="auto (default), cpu or cuda")
+    mdl.add_argument("--surface", choices=("auto", "cpu", "cuda"), default=None,
+                     help="marching cubes: auto (default: on the GPU when the network runs there), cpu or cuda")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
                    help="no temporal smoothing of the landmarks")
     p.add_argument("--no-pipeline", dest="pipelined", action="store_false", default=None,

@@ -18,6 +18,7 @@ from realtime_vrn.errors import ConfigError
 ENV_PREFIX = "REALTIME_VRN_"
 VIEWS = ("overlay", "side_by_side", "mesh3d")
 MESH_FORMATS = ("obj", "ply")
+SURFACE_KINDS = ("auto", "cpu", "cuda")
 SOURCE_FIELDS = ("camera", "video", "image")
 
 
@@ -45,6 +46,7 @@ class RunConfig:
     weights: Path | None = None  # explicit checkpoint path (ours or converted)
     backend: str = "auto"
     device: str = "auto"
+    surface: str = "auto"  # marching cubes: auto (GPU when the backend's logits are on the GPU), cpu, cuda
     # behaviour
     max_frames: int | None = None
     loop: bool = False  # replay a video file or image folder until max_frames (soak tests)
@@ -61,6 +63,8 @@ class RunConfig:
             raise ConfigError(f"give one input, got {', '.join('--' + s for s in sources)}")
         if self.view not in VIEWS:
             raise ConfigError(f"unknown view {self.view!r}; choose one of: {', '.join(VIEWS)}")
+        if self.surface not in SURFACE_KINDS:
+            raise ConfigError(f"unknown surface stage {self.surface!r}; choose one of: {', '.join(SURFACE_KINDS)}")
         if self.mesh_format not in MESH_FORMATS:
             raise ConfigError(f"unknown mesh format {self.mesh_format!r}; choose one of: {', '.join(MESH_FORMATS)}")
         if not 0.0 <= self.blend <= 1.0:

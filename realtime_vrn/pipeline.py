@@ -52,7 +52,7 @@ class Reconstruction:
     landmarks: Any = None
     crop: CropTransform | None = None
     crop_image: np.ndarray | None = None
-    logits: np.ndarray | None = None
+    logits: Any = None  # (D, S/4, S/4) float32 network output: NumPy, or CuPy with a GPU surface stage
     mesh: Mesh | None = None
     batch: np.ndarray | None = None  # (1, C, S, S) float32 network input, between prepare() and finish()
     timings: dict[str, float] = field(default_factory=dict)
@@ -66,16 +66,21 @@ class Reconstructor:
     """One frame in, one mesh out. Owns no device resources: the tracker and backend are passed in."""
 
     def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None,
-                 media_fps: float | None = None, smoother: LogitSmoother | None = None) -> None:
+                 media_fps: float | None = None, smoother: LogitSmoother | None = None,
+                 extractor: Any = None) -> None:
         """media_fps: for offline video, the file's frame rate; the tracker then runs on the media timeline
         (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
-        smoother: temporal filter of the network output (video and camera; None for still images)."""
+        smoother: temporal filter of the network output (video and camera; None for still images).
+        extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device = True``, see
+        :mod:`realtime_vrn.gpu.surface`) gets the backend's logits without leaving the GPU, and then the
+        "network" time only covers launching the forward pass (the GPU runs it while "surface" waits)."""
         self.tracker = tracker
         self.smoother = smoother
         self.media_fps = media_fps
         self.backend = backend
         self.cfg = cfg
-        self.extractor = SurfaceExtractor(cfg)
+        self.extractor = extractor or SurfaceExtractor(cfg)
+        self.on_device = bool(getattr(self.extractor, "on_device", False))
         self.stats = stats or LatencyStats()
 
     def process(self, frame: Any) -> Reconstruction:
@@ -111,10 +116,14 @@ class Reconstructor:
                 self.smoother.reset()
             return rec
         with self.stats.time("network", t):
-            rec.logits = self.backend.infer(rec.batch)[0]
+            if self.on_device:  # logits stay on the GPU: a CuPy view of the backend's output
+                logits = self.extractor.asarray(self.backend.infer_device(rec.batch))[0]
+            else:
+                logits = self.backend.infer(rec.batch)[0]
             rec.batch = None
             if self.smoother is not None:
-                rec.logits = self.smoother(rec.logits, rec.crop)
+                logits = self.smoother(logits, rec.crop)
+            rec.logits = logits
         with self.stats.time("surface", t):
             mesh = self.extractor.extract(rec.logits)
             if not mesh.is_empty:
@@ -272,6 +281,7 @@ def _open_source(config: RunConfig):
 
 def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
+    from realtime_vrn.gpu.surface import open_surface
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.outputs import Outputs
 
@@ -282,7 +292,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
         rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
-                            smoother=smoother)
+                            smoother=smoother, extractor=open_surface(config.surface, cfg, backend))
         total = source.frame_count
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames

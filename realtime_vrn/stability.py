@@ -37,23 +37,26 @@ class LogitSmoother:
             raise ValueError(f"alpha_min must be in (0, 1], got {alpha_min}")
         self.alpha_min = alpha_min
         self.change_follow = change_follow
-        self._state: np.ndarray | None = None
+        self._state = None  # (D, h, w) float32, NumPy or CuPy like the logits
         self._crop: tuple[float, float, float] | None = None
 
     def reset(self) -> None:
         self._state = None
         self._crop = None
 
-    def __call__(self, logits: np.ndarray, crop) -> np.ndarray:
-        """logits: (D, h, w) float32 for the frame whose crop is ``crop`` (a CropTransform). Returns smoothed logits."""
+    def __call__(self, logits, crop):
+        """logits: (D, h, w) float32 for the frame whose crop is ``crop`` (a CropTransform), a NumPy array or a
+        CuPy array on the GPU (then everything stays there: the new-frame weight is a device scalar, so the
+        filter adds no host synchronisation). Returns smoothed logits of the same kind."""
         key = (float(crop.centre[0]), float(crop.centre[1]), float(crop.scale))
         if self._state is None or self._state.shape != logits.shape or not self._same_crop(key):
-            self._state = np.array(logits, dtype=np.float32, copy=True)
+            self._state = logits.astype("float32", copy=True)
             self._crop = key
             return self._state.copy()
-        change = float(np.mean(np.abs(logits - self._state)))
-        alpha = min(1.0, self.alpha_min + (1.0 - self.alpha_min) * change / self.change_follow)
-        self._state += alpha * (logits - self._state)
+        diff = logits - self._state
+        change = abs(diff).mean()  # 0-d: a NumPy scalar, or a CuPy array that stays on the device
+        alpha = (self.alpha_min + (1.0 - self.alpha_min) * change / self.change_follow).clip(None, 1.0)
+        self._state += alpha.astype("float32") * diff
         self._crop = key
         return self._state.copy()
 

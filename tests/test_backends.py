@@ -192,6 +192,29 @@ def test_torch_cuda_float16_agrees_with_cpu_float32(small_checkpoint, face_input
     assert np.mean((out > 0) == (reference > 0)) > 0.99
 
 
+@pytest.mark.gpu
+def test_torch_cuda_graph_replays_the_eager_forward_and_keeps_logits_on_the_gpu(small_checkpoint, face_input):
+    from realtime_vrn.backends.torch_backend import TorchBackend
+
+    with TorchBackend(small_checkpoint, "cuda", cuda_graph=False) as eager, \
+            TorchBackend(small_checkpoint, "cuda") as graphed:
+        expected = eager.infer(face_input)
+        first = graphed.infer(face_input)  # captures
+        assert "CUDA graph" in graphed.describe()
+        device = graphed.infer_device(face_input)
+        assert graphed.outputs_on_device and device.is_cuda and device.dtype == torch.float32
+        assert device.is_contiguous() and tuple(device.shape) == expected.shape
+        np.testing.assert_allclose(first, expected, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(graphed.infer(face_input * 0.5), eager.infer(face_input * 0.5), atol=1e-3)
+
+
+def test_cpu_backends_keep_logits_on_the_host(small_checkpoint, face_input):
+    with open_backend("torch", small_checkpoint, "cpu") as backend:
+        assert not backend.outputs_on_device
+        with pytest.raises(NotImplementedError, match="host only"):
+            backend.infer_device(face_input)
+
+
 def test_backend_modules_do_not_import_their_runtimes():
     code = (
         "import sys; from realtime_vrn.backends.base import backend_names; names = backend_names(); "

@@ -235,3 +235,75 @@ def test_gpu_area_matches_skimage_and_takes_torch_tensors():
     ref = reference_surface(logits)
     assert mesh_surface_area(mesh.vertices, mesh.faces) == pytest.approx(
         mesh_surface_area(ref.vertices, ref.faces), rel=0.01)
+
+
+# -- the GPU surface stage in the pipeline (kernels emulated on the CPU) ----------------------------------------
+class _DeviceOutputs:
+    """A CPU backend posing as one whose logits stay on the device (the emulated runtime's device is NumPy)."""
+
+    outputs_on_device = True
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def infer_device(self, batch):
+        return self.backend.infer(batch)
+
+    def describe(self):
+        return "emulated device"
+
+
+def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, plane_checkpoint, astronaut):
+    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.gpu.bench import mesh_area
+    from realtime_vrn.gpu.surface import DeviceSurfaceExtractor
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
+    from realtime_vrn.pipeline import Reconstructor
+    from realtime_vrn.stability import LogitSmoother
+
+    class Frame:
+        image, index, timestamp = astronaut, 0, 0.0
+
+    cfg = read_checkpoint_header(plane_checkpoint).cfg
+    with open_backend("onnxruntime", plane_checkpoint) as backend, open_tracker(static=True) as tracker:
+        cpu = Reconstructor(tracker, backend, cfg).process(Frame())
+        device = DeviceSurfaceExtractor(cfg, runtime=EmulatedRuntime(cpu_kernels, blocks=4, threads=8))
+        rec = Reconstructor(tracker, _DeviceOutputs(backend), cfg, smoother=LogitSmoother(), extractor=device)
+        got = rec.process(Frame())
+        again = rec.process(Frame())  # the smoother's second frame runs on the "device" array too
+    assert got.mesh.frame == cpu.mesh.frame == "image" and got.mesh.colors is not None
+    area_gpu, area_cpu = mesh_area(got.mesh.vertices, got.mesh.faces), mesh_area(cpu.mesh.vertices, cpu.mesh.faces)
+    assert abs(area_gpu / area_cpu - 1) < 0.01
+    np.testing.assert_allclose(got.mesh.vertices.min(0), cpu.mesh.vertices.min(0), atol=0.5)
+    np.testing.assert_allclose(got.mesh.vertices.max(0), cpu.mesh.vertices.max(0), atol=0.5)
+    np.testing.assert_array_equal(again.mesh.faces, got.mesh.faces)
+
+
+def test_surface_stage_choice(plane_checkpoint):
+    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.errors import ConfigError
+    from realtime_vrn.gpu.surface import open_surface
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
+    from realtime_vrn.surface.extract import SurfaceExtractor
+
+    cfg = read_checkpoint_header(plane_checkpoint).cfg
+    with open_backend("onnxruntime", plane_checkpoint) as backend:
+        assert isinstance(open_surface("auto", cfg, backend), SurfaceExtractor)
+        assert isinstance(open_surface("cpu", cfg, backend), SurfaceExtractor)
+        with pytest.raises(ConfigError, match="needs a backend that runs on the GPU"):
+            open_surface("cuda", cfg, backend)
+        fake = _DeviceOutputs(backend)
+        if not _cupy_gpu():
+            assert isinstance(open_surface("auto", cfg, fake), SurfaceExtractor)  # falls back, with a warning
+            with pytest.raises(ConfigError, match="GPU surface stage cannot start"):
+                open_surface("cuda", cfg, fake)
+
+
+def _cupy_gpu() -> bool:
+    try:
+        import cupy
+
+        return bool(cupy.cuda.is_available())
+    except Exception:  # noqa: BLE001
+        return False

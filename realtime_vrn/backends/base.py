@@ -47,6 +47,15 @@ class InferenceBackend(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Network forward pass (contract in the class docstring)."""
 
+    #: True when :meth:`infer_device` returns logits that stay on the GPU (set by :meth:`open`).
+    outputs_on_device: bool = False
+
+    def infer_device(self, batch: np.ndarray):
+        """Like :meth:`infer`, but the (N, D, S/4, S/4) float32 C-contiguous logits stay on the GPU (a torch CUDA
+        tensor or another DLPack array, valid until the next call), for a GPU surface stage. Only backends whose
+        :attr:`outputs_on_device` is True implement it."""
+        raise NotImplementedError(f"the {self.name} backend returns its logits on the host only")
+
     def close(self) -> None:
         """Release the runtime. Safe to call twice."""
 
