@@ -72,6 +72,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                      help="marching cubes: auto (default: on the GPU when the network runs there), cpu or cuda")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
                    help="no temporal smoothing of the landmarks")
+    p.add_argument("--landmarks", type=Path, metavar="FILE.npz", default=None,
+                   help="replay landmarks recorded with --record-landmarks instead of running MediaPipe "
+                        "(machines without MediaPipe, reproducible runs)")
+    p.add_argument("--record-landmarks", type=Path, metavar="FILE.npz", default=None,
+                   help="write the landmarks of every frame to FILE.npz (replay with --landmarks)")
     p.add_argument("--no-pipeline", dest="pipelined", action="store_false", default=None,
                    help="process each frame start to end before reading the next (default: landmarks of the "
                         "next frame overlap the network and surface of this one)")

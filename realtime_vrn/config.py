@@ -52,6 +52,8 @@ class RunConfig:
     loop: bool = False  # replay a video file or image folder until max_frames (soak tests)
     realtime: bool = False  # video files: drop frames when processing is slower than the file's fps
     smoothing: bool = True  # One Euro filter on the landmarks
+    landmarks: Path | None = None  # replay landmarks recorded with record_landmarks instead of running MediaPipe
+    record_landmarks: Path | None = None  # write the tracker's landmarks of every frame to this .npz
     pipelined: bool = True  # landmarks + crop of frame N+1 on a worker thread while frame N is reconstructed
     benchmark: Path | None = None  # write benchmark JSON here
     progress: bool = True
@@ -73,6 +75,13 @@ class RunConfig:
             raise ConfigError(f"--export-every must be >= 1, got {self.export_every}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames must be >= 1, got {self.max_frames}")
+        if self.landmarks is not None and self.camera is not None:
+            raise ConfigError("--landmarks replays a recording of a video file; a camera gives new frames. "
+                              "Use it with --video (the clip it was recorded from)")
+        if self.landmarks is not None and self.record_landmarks is not None:
+            raise ConfigError("--landmarks and --record-landmarks together would copy the recording; give one")
+        if self.record_landmarks is not None and not Path(self.record_landmarks).parent.is_dir():
+            raise ConfigError(f"--record-landmarks: folder {Path(self.record_landmarks).parent} does not exist")
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a camera index >= 0, got {self.camera}")
         return self

@@ -262,7 +262,11 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     summary = RunSummary(model=str(weights), rss_start_mb=rss_mb())
     with open_backend(config.backend, weights, config.device) as backend:
         summary.backend = backend.describe()
-        _run_loop(config, cfg, backend, summary, on_frame)
+        from realtime_vrn.gpu.surface import open_surface
+
+        extractor = open_surface(config.surface, cfg, backend)  # before the camera and MediaPipe: fail fast
+        summary.backend += " + GPU marching cubes" if getattr(extractor, "on_device", False) else ""
+        _run_loop(config, cfg, backend, extractor, summary, on_frame)
     summary.rss_end_mb = rss_mb()
     return summary
 
@@ -279,20 +283,17 @@ def _open_source(config: RunConfig):
                        prefetch=VIDEO_PREFETCH)
 
 
-def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSummary,
+def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
-    from realtime_vrn.gpu.surface import open_surface
-    from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.outputs import Outputs
 
     stats = LatencyStats()
-    with _open_source(config) as source, \
-            open_tracker(static=source.is_still, smoothing=config.smoothing) as tracker, \
+    with _open_source(config) as source, _open_tracker(config, source) as tracker, \
             Outputs(config, source, summary) as outputs:
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
         rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
-                            smoother=smoother, extractor=open_surface(config.surface, cfg, backend))
+                            smoother=smoother, extractor=extractor)
         total = source.frame_count
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames
@@ -333,6 +334,17 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, summary: RunSumma
         summary.dropped_frames = int(getattr(source, "dropped", 0))
         summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
         summary.stages = stats.summary_ms()
+
+
+def _open_tracker(config: RunConfig, source: Any):
+    """MediaPipe (default), or a recording replayed (``--landmarks``); recorded when ``--record-landmarks``."""
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.landmarks.recorded import RecordingTracker, ReplayTracker
+
+    if config.landmarks is not None:
+        return ReplayTracker(config.landmarks)
+    tracker = open_tracker(static=source.is_still, smoothing=config.smoothing)
+    return RecordingTracker(tracker, config.record_landmarks) if config.record_landmarks else tracker
 
 
 def _sequential(rec: Reconstructor, frames: Any):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a GPU machine (docs/gpu.md): install carried wheels, run every GPU test, sanitise the
-# marching-cubes kernel, run the GPU benchmark; everything lands in $OUT (default /tmp/gpu-check).
+# marching-cubes kernel, run the GPU benchmark and the whole pipeline on the demo clip; everything lands in $OUT
+# (default /tmp/gpu-check).
 #
 #   bash scripts/gpu_check.sh                   # from the repository root or anywhere
 #   BENCH_ARGS="--compile" bash scripts/gpu_check.sh   # also time torch.compile (adds minutes)
@@ -65,5 +66,13 @@ print("  parity FP16 vs FP32:", net.get("parity_fp16_vs_fp32", net.get("error"))
 print("CPU references:", {k: v.get("median_ms") for k, v in r["cpu_references"].items() if isinstance(v, dict)})
 sys.exit(1 if "error" in mc or "error" in net else 0)
 EOF
+echo "== whole pipeline on the demo clip: torch CUDA FP16 (CUDA graph) + CuPy marching cubes, pipelined loop"
+echo "   (landmarks replayed from the recording next to the clip: this machine has no MediaPipe)"
+CLIP=realtime_vrn/assets/clips/liveportrait-d10.mp4
+"$PY" -m realtime_vrn bench --video "$CLIP" --landmarks "${CLIP%.mp4}-landmarks.npz" --backend torch \
+    --device cuda --surface cuda --loop --max-frames "${PIPELINE_FRAMES:-3000}" --json "$OUT/pipeline.json" \
+    > "$OUT/pipeline.log" 2>&1 || status=1
+tail -n 15 "$OUT/pipeline.log"
+
 echo "exit status $status; files in $OUT"
 exit $status
