@@ -86,7 +86,7 @@ def environment_info() -> dict[str, Any]:
 
 
 def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20, render: bool = False,
-                  full_network: bool = False, jitter: bool = False) -> dict:
+                  full_network: bool = False, jitter: bool = False, compare_pipeline: bool = False) -> dict:
     """Run the pipeline headless on the configured source and measure the stage references.
 
     Returns a JSON-ready dict; also prints a short table.
@@ -125,6 +125,8 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
         result["render"] = _render_reference()
     if jitter:
         result["jitter"] = _jitter(config)
+    if compare_pipeline:
+        result["pipeline_comparison"] = _compare_pipeline(config)
     result["targets"] = TARGETS
     result["environment"] = environment_info()
     return result
@@ -194,6 +196,25 @@ def _jitter(config: RunConfig) -> dict:
         print(f"jitter ({'smoothing on' if smoothing else 'smoothing off'}): median {r['median_mm']:.3f} mm/frame, "
               f"p95 {r['p95_mm']:.3f} mm/frame over {r['frames']} frames of a still face (noise sigma "
               f"{r['noise_sigma']})")
+    return out
+
+
+def _compare_pipeline(config: RunConfig, rounds: int = 3) -> dict:
+    """FPS of the sequential and the pipelined loop on the same source, alternating (ABAB...) so that load
+    changes on a shared machine hit both; median over rounds."""
+    from dataclasses import replace
+
+    from realtime_vrn.pipeline import run
+
+    fps: dict[str, list[float]] = {"sequential": [], "pipelined": []}
+    for _ in range(rounds):
+        for name in fps:
+            summary = run(replace(config, pipelined=name == "pipelined", progress=False))
+            fps[name].append(round(summary.fps, 2))
+    out = {name: {"fps_median": float(np.median(v)), "fps_runs": v} for name, v in fps.items()}
+    out["speedup"] = round(out["pipelined"]["fps_median"] / out["sequential"]["fps_median"], 3)
+    print(f"pipelined loop: {out['pipelined']['fps_median']:.1f} FPS vs sequential "
+          f"{out['sequential']['fps_median']:.1f} FPS -> {out['speedup']:.2f}x (median of {rounds} alternating runs)")
     return out
 
 

@@ -114,6 +114,9 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
                    help="with --backends: also time the full-size (paper) network, 19.2M parameters")
     p.add_argument("--jitter", action="store_true",
                    help="measure surface jitter on a still face with and without temporal smoothing")
+    p.add_argument("--compare-pipeline", action="store_true",
+                   help="also run the source with the sequential and the pipelined loop, alternating, and "
+                        "report both FPS")
     return p
 
 
@@ -199,7 +202,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from realtime_vrn.bench import run_benchmark
 
     extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network",
-                                                   "jitter")}
+                                                   "jitter", "compare_pipeline")}
     for name in extra:
         delattr(args, name)
     config = _config_from_args(args)

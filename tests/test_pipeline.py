@@ -203,3 +203,14 @@ def test_recorded_landmarks_replay_the_same_run(plane_checkpoint, demo_clip, tmp
         ReplayTracker(bad)
     with pytest.raises(ConfigError, match="camera gives new frames"):
         RunConfig(camera=0, landmarks=record).validate()
+
+
+def test_benchmark_compares_the_sequential_and_pipelined_loops(plane_checkpoint, demo_clip):
+    from realtime_vrn.bench import _compare_pipeline
+
+    config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=5, headless=True,
+                       progress=False).validate()
+    out = _compare_pipeline(config, rounds=1)
+    assert len(out["sequential"]["fps_runs"]) == len(out["pipelined"]["fps_runs"]) == 1
+    assert out["sequential"]["fps_median"] > 0 and out["pipelined"]["fps_median"] > 0
+    assert out["speedup"] == round(out["pipelined"]["fps_median"] / out["sequential"]["fps_median"], 3)
