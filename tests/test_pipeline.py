@@ -214,3 +214,42 @@ def test_benchmark_compares_the_sequential_and_pipelined_loops(plane_checkpoint,
     assert len(out["sequential"]["fps_runs"]) == len(out["pipelined"]["fps_runs"]) == 1
     assert out["sequential"]["fps_median"] > 0 and out["pipelined"]["fps_median"] > 0
     assert out["speedup"] == round(out["pipelined"]["fps_median"] / out["sequential"]["fps_median"], 3)
+
+
+@pytest.mark.parametrize("backend_name", ["onnxruntime", "openvino", "torch"])
+def test_a_guided_model_gets_the_heatmaps_of_the_tracked_points(backend_name, tmp_path, astronaut):
+    """Plumbing: a guided network whose output reads only its heatmap channels. Its stem sees channel 3 + k =
+    heatmap of landmark k; with the RGB weights zeroed, the logits change when the points move and not when the
+    pixels change (same points), through every backend."""
+    import torch
+
+    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint
+    from realtime_vrn.model.guidance import network_input
+    from realtime_vrn.model.network import VRN, VRNConfig
+
+    cfg = VRNConfig(input_size=32, in_channels=3 + 68, features=16, stacks=1, levels=1, branch_blocks=1,
+                    inner_branch_blocks=1, depth_bins=8)
+    torch.manual_seed(0)
+    net = VRN(cfg)
+    with torch.no_grad():
+        net.stem_conv.weight[:, :3] = 0
+    path = tmp_path / "guided.safetensors"
+    save_checkpoint(path, net, CheckpointMeta(source="test", licence="MIT"))
+    with open_tracker(static=True) as tracker:
+        points = tracker.process(astronaut, 0.0).points68
+    from realtime_vrn.crop import CropTransform
+
+    crop = CropTransform.from_landmarks(points, size=32)
+    image = crop.warp(astronaut)
+    pts = crop.to_crop(points)
+    with open_backend(backend_name, path, "cpu") as backend:
+        base = backend.infer(network_input(image, cfg, pts))
+        other_pixels = backend.infer(network_input(255 - image, cfg, pts))
+        moved = backend.infer(network_input(image, cfg, pts + 3.0))
+    with torch.no_grad():
+        expected = net.forward_lowres(torch.from_numpy(network_input(image, cfg, pts))).numpy()
+    np.testing.assert_allclose(base, expected, atol=1e-4)
+    np.testing.assert_allclose(other_pixels, base, atol=1e-5)
+    assert np.abs(moved - base).max() > 1e-3
