@@ -172,6 +172,8 @@ class Pipelined:
         import queue
 
         self._stop.set()
+        if self._thread.ident is None:  # never started
+            return
         while self._thread.is_alive():  # unblock a worker waiting on a full queue
             try:
                 self._queue.get(timeout=0.05)
