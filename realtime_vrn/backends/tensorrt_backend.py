@@ -113,22 +113,32 @@ class TensorRTBackend(InferenceBackend):
             self._stream = torch.cuda.Stream(device)
         # the runtime must outlive its engine, and the engine its context: kept together, dropped in reverse
         self._runtime, self._engine, self._context = runtime, engine, context
+        self.outputs_on_device = True
 
-    def infer_device(self, crop):
-        """(B, C, S, S) float32 CUDA tensor -> (B, D, S/4, S/4) float32 CUDA tensor (B = the recipe's batch).
+    def infer_device(self, batch):
+        """(B, C, S, S) float32 batch -> (B', D, S/4, S/4) float32 CUDA tensor, B' = the recipe's batch (rows past
+        B are padding). ``batch``: a host NumPy array (copied through the pinned buffer) or a CUDA tensor.
 
-        Runs on the backend's stream after the caller's current stream; the result is this backend's output
-        buffer (overwritten by the next call) and is ready on the backend's stream: make the consumer's stream
-        wait on :attr:`stream` (or synchronise) before reading it.
+        Runs on the backend's stream after the caller's current stream, and makes the caller's stream wait for it,
+        so a consumer on the caller's stream (the CuPy surface stage on the default stream) reads finished logits
+        without a host synchronisation. The result is this backend's output buffer, overwritten by the next call.
         """
         import torch
 
+        if isinstance(batch, np.ndarray):
+            check_batch(batch, self.cfg)
+            if len(batch) > self.recipe.batch:
+                raise BackendError(f"the {self.recipe_name} engine takes at most {self.recipe.batch} crops per call")
+            self._host_in.zero_()
+            self._host_in[: len(batch)].copy_(torch.from_numpy(batch))
+            batch = self._host_in
         caller = torch.cuda.current_stream(self._input.device)
         self._stream.wait_stream(caller)
         with torch.cuda.stream(self._stream):
-            self._input.copy_(crop, non_blocking=True)
+            self._input.copy_(batch, non_blocking=True)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        caller.wait_stream(self._stream)
         return self._output
 
     @property
@@ -159,6 +169,7 @@ class TensorRTBackend(InferenceBackend):
         self._engine = None
         self._runtime = None
         self._input = self._output = self._host_in = self._host_out = self._stream = None
+        self.outputs_on_device = False
 
     def describe(self) -> str:
         if self.recipe is None:
