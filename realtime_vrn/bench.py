@@ -207,14 +207,20 @@ def _compare_pipeline(config: RunConfig, rounds: int = 3) -> dict:
     from realtime_vrn.pipeline import run
 
     fps: dict[str, list[float]] = {"sequential": [], "pipelined": []}
+    latency: dict[str, list[float]] = {"sequential": [], "pipelined": []}
     for _ in range(rounds):
         for name in fps:
             summary = run(replace(config, pipelined=name == "pipelined", progress=False))
             fps[name].append(round(summary.fps, 2))
-    out = {name: {"fps_median": float(np.median(v)), "fps_runs": v} for name, v in fps.items()}
+            latency[name].append(round(summary.stages.get("end_to_end", {}).get("median_ms", float("nan")), 2))
+    out = {name: {"fps_median": float(np.median(v)), "fps_runs": v,
+                  "end_to_end_median_ms": float(np.median(latency[name])), "end_to_end_runs_ms": latency[name]}
+           for name, v in fps.items()}
     out["speedup"] = round(out["pipelined"]["fps_median"] / out["sequential"]["fps_median"], 3)
     print(f"pipelined loop: {out['pipelined']['fps_median']:.1f} FPS vs sequential "
-          f"{out['sequential']['fps_median']:.1f} FPS -> {out['speedup']:.2f}x (median of {rounds} alternating runs)")
+          f"{out['sequential']['fps_median']:.1f} FPS -> {out['speedup']:.2f}x; capture-to-output "
+          f"{out['pipelined']['end_to_end_median_ms']:.1f} vs {out['sequential']['end_to_end_median_ms']:.1f} ms "
+          f"(median of {rounds} alternating runs)")
     return out
 
 

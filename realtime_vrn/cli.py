@@ -77,9 +77,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "(machines without MediaPipe, reproducible runs)")
     p.add_argument("--record-landmarks", type=Path, metavar="FILE.npz", default=None,
                    help="write the landmarks of every frame to FILE.npz (replay with --landmarks)")
+    p.add_argument("--pipeline", dest="pipelined", action="store_true", default=None,
+                   help="find the landmarks of the next frame on a worker thread while this one is reconstructed "
+                        "(default: on when the network runs on a GPU)")
     p.add_argument("--no-pipeline", dest="pipelined", action="store_false", default=None,
-                   help="process each frame start to end before reading the next (default: landmarks of the "
-                        "next frame overlap the network and surface of this one)")
+                   help="process each frame start to end before reading the next (default on the CPU)")
     p.add_argument("--benchmark", type=Path, metavar="FILE", help="write the run's timing summary as JSON")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with defaults for these options")
 

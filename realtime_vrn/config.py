@@ -54,7 +54,10 @@ class RunConfig:
     smoothing: bool = True  # One Euro filter on the landmarks
     landmarks: Path | None = None  # replay landmarks recorded with record_landmarks instead of running MediaPipe
     record_landmarks: Path | None = None  # write the tracker's landmarks of every frame to this .npz
-    pipelined: bool = True  # landmarks + crop of frame N+1 on a worker thread while frame N is reconstructed
+    # landmarks + crop of frame N+1 on a worker thread while frame N is reconstructed. None = auto: on when the
+    # network runs on a GPU; off on the CPU, where the network already uses every core (measured 1.02x FPS on
+    # 2 cores, for a longer capture-to-output latency: docs/benchmarks.md)
+    pipelined: bool | None = None
     benchmark: Path | None = None  # write benchmark JSON here
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

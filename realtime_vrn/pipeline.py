@@ -195,7 +195,7 @@ class Pipelined:
     def _work(self) -> None:
         try:
             for frame in self._frames:
-                if not self._put(self.reconstructor.prepare(frame)):
+                if self._stop.is_set() or not self._put(self.reconstructor.prepare(frame)):
                     return
         except BaseException as err:  # handed to the caller's thread, raised there
             self._put(err)
@@ -301,7 +301,8 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
             total = min(total, config.max_frames) if total else config.max_frames
         progress = _progress(config, source, total)
         start = time.perf_counter()
-        frames: Any = Pipelined(rec, source).start() if config.pipelined else _sequential(rec, source)
+        pipelined = config.pipelined if config.pipelined is not None else rec.on_device
+        frames: Any = Pipelined(rec, source).start() if pipelined else _sequential(rec, source)
         try:
             for result in frames:
                 frame = result.frame

@@ -189,7 +189,7 @@ def test_recorded_landmarks_replay_the_same_run(plane_checkpoint, demo_clip, tmp
         return got
 
     recorded = meshes(record_landmarks=record)
-    assert 6 <= len(ReplayTracker(record)) <= 8  # the pipelined loop may have prepared a frame or two ahead
+    assert len(ReplayTracker(record)) == 6  # sequential on the CPU (the pipelined loop may read a frame ahead)
     replayed = meshes(landmarks=record)
     for a, b in zip(recorded, replayed):
         np.testing.assert_array_equal(a.faces, b.faces)
