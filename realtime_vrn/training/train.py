@@ -250,7 +250,7 @@ def init_from(net: VRN, source: str | Path) -> None:
     problems = [f"{k}: missing in {source.name}" for k in own if k not in state]
     problems += [f"{k}: not in this network" for k in state if k not in own]
     merged = {}
-    for key, value in state.items():
+    for key, value in sorted(state.items()):
         if key not in own:
             continue
         target = own[key]
