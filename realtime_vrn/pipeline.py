@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,9 +151,6 @@ class Pipelined:
     _END = object()
 
     def __init__(self, reconstructor: Reconstructor, frames: Any, depth: int = 1) -> None:
-        import queue
-        import threading
-
         self.reconstructor = reconstructor
         self._frames = frames
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -169,8 +168,6 @@ class Pipelined:
         self.close()
 
     def close(self) -> None:
-        import queue
-
         self._stop.set()
         if self._thread.ident is None:  # never started
             return
@@ -182,8 +179,6 @@ class Pipelined:
         self._thread.join()
 
     def _put(self, item: Any) -> bool:
-        import queue
-
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -256,6 +251,7 @@ def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
 def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
     """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
     from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.gpu.surface import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.weights.registry import resolve_weights
 
@@ -264,8 +260,6 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     summary = RunSummary(model=str(weights), rss_start_mb=rss_mb())
     with open_backend(config.backend, weights, config.device) as backend:
         summary.backend = backend.describe()
-        from realtime_vrn.gpu.surface import open_surface
-
         extractor = open_surface(config.surface, cfg, backend)  # before the camera and MediaPipe: fail fast
         summary.backend += " + GPU marching cubes" if getattr(extractor, "on_device", False) else ""
         _run_loop(config, cfg, backend, extractor, summary, on_frame)

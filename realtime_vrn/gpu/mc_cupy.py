@@ -192,6 +192,11 @@ class CupyMarchingCubes:
         self._buf["faces"] = xp.zeros((self.max_faces, 3), xp.int32)
 
     # -- per frame --------------------------------------------------------------------------------------------
+    def asarray(self, logits) -> Any:
+        """The runtime's device view of ``logits`` (CuPy / torch CUDA through DLPack, no copy). Needs :meth:`open`."""
+        self.open()
+        return self._runtime.asarray(logits)
+
     def extract(self, logits) -> DeviceMesh:
         """(D, h, w) or (1, D, h, w) float32 logits (device array / CUDA tensor; numpy is copied) -> DeviceMesh."""
         self.open()

@@ -27,7 +27,6 @@ from .mc_twin import RELEASE_UPSAMPLE
 log = logging.getLogger(__name__)
 
 
-
 class DeviceSurfaceExtractor:
     """GPU iso-surface (logit 0) of one model's (D, S/4, S/4) logits; buffers allocated once, reused per frame.
 
@@ -43,7 +42,7 @@ class DeviceSurfaceExtractor:
 
     def asarray(self, logits) -> Any:
         """A device (CuPy) view of a torch CUDA tensor or CuPy array, without a copy."""
-        return self._mc._runtime.asarray(logits)
+        return self._mc.asarray(logits)
 
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) or (1, D, h, w) float32 on the device. Returns the crop-frame Mesh on the host."""
@@ -63,7 +62,7 @@ def open_surface(kind: str, cfg: VRNConfig, backend: Any):
     if kind == "cpu" or (kind == "auto" and not on_device):
         return SurfaceExtractor(cfg)
     if not on_device:
-        raise ConfigError(f"--surface cuda needs a backend that runs on the GPU (torch on CUDA); "
+        raise ConfigError(f"--surface cuda needs a backend that runs on the GPU (torch on CUDA, TensorRT); "
                           f"{backend.describe()} returns its logits on the host. Use --backend torch --device cuda "
                           "or --surface cpu.")
     try:
