@@ -106,6 +106,24 @@ def test_train_config_round_trips_and_rejects_bad_values():
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="loss"):
         TrainConfig(loss="l2")
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
+    old = cfg.to_dict()
+    del old["ema"]  # a run from before weight averaging
+    assert TrainConfig.from_dict(old).ema == 0.0
+
+
+def test_weight_average_is_the_exponential_moving_average():
+    from realtime_vrn.training.train import weight_average
+
+    net = VRN(TINY)
+    avg = weight_average(net, 0.9)
+    w1 = net.head_out.bias.detach().clone()
+    avg.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        net.head_out.bias.add_(1.0)
+    avg.update_parameters(net)
+    assert torch.allclose(avg.module.head_out.bias, 0.9 * w1 + 0.1 * (w1 + 1.0), atol=1e-6)
 
 
 def test_a_tiny_network_fits_one_batch():
@@ -154,6 +172,39 @@ def test_warm_start_copies_weights_and_grows_an_unguided_stem_for_guidance(tmp_p
     refused = r"cannot initialise from .*tiny.safetensors: .* in tiny.safetensors, .* here \(\+\d+ more\)"
     with pytest.raises(ValueError, match=refused):
         init_from(other, path)
+
+
+def test_warm_start_grows_more_hourglasses_that_start_as_the_source_network(tmp_path):
+    from realtime_vrn.model.checkpoint import save_checkpoint
+    from realtime_vrn.training.train import init_from
+
+    torch.manual_seed(2)
+    source = VRN(TINY)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # not the default init
+    path = tmp_path / "one.safetensors"
+    save_checkpoint(path, source, {"source": "test", "licence": "MIT"})
+    deeper = VRN(VRNConfig(**{**TINY.__dict__, "stacks": 3}))
+    init_from(deeper, path)
+    x = torch.rand(2, 3, TINY.input_size, TINY.input_size)
+    with torch.no_grad():
+        assert torch.allclose(deeper.forward_lowres(x), source.forward_lowres(x), atol=1e-4)
+    assert torch.equal(deeper.stacks[0].level.post.conv1.weight, source.stacks[0].level.post.conv1.weight)
+    opt = torch.optim.SGD(deeper.parameters(), lr=0.1)
+    deeper.forward_lowres(x).square().mean().backward()
+    for stack in deeper.stacks[1:]:  # the new hourglasses' output scale learns from the first step...
+        assert stack.lin2[1].weight.grad.abs().sum() > 0
+    opt.step()
+    opt.zero_grad()
+    deeper.forward_lowres(x).square().mean().backward()
+    for stack in deeper.stacks[1:]:  # ...and their inner layers from the second
+        assert stack.level.upper[0].conv1.weight.grad.abs().sum() > 0
+    fewer = VRN(TINY)  # shrinking is refused
+    with pytest.raises(ValueError, match="stacks.1"):
+        deep_path = tmp_path / "three.safetensors"
+        save_checkpoint(deep_path, deeper, {"source": "test", "licence": "MIT"})
+        init_from(fewer, deep_path)
 
 
 # ------------------------------------------------------------------------------------------- metric
@@ -283,11 +334,43 @@ def test_train_resumes_and_oracle_eval_is_near_zero(generator, tmp_path):
     cfg3 = TrainConfig(out=str(tmp_path / "run"), data=str(data), model=model, steps=3, batch_size=2)
     train(cfg3, progress=False)
     net, meta = load_trained(state)
-    assert meta["step"] == 3
+    assert meta["step"] == 3 and not meta["averaged"]
     report = evaluate(net, arrays, oracle=True, limit=2)
     assert report["samples"] == 2 and report["nme"] < 0.04  # binary-volume floor (~0.02 at 96 px)
     report = evaluate(net, arrays, limit=2)
     assert np.isfinite(report["nme"]) and report["nme"] > 0  # untrained: any finite score
+
+
+def test_weight_average_is_saved_resumed_and_used_for_inference(generator, tmp_path):
+    from realtime_vrn.training.dataset import config_json, stack_samples
+    from realtime_vrn.training.train import export_model, init_from, load_trained, train
+
+    model = VRNConfig(input_size=64, features=16, stacks=1, levels=1, branch_blocks=1, inner_branch_blocks=1,
+                      depth_bins=64)
+    data = tmp_path / "shards"
+    data.mkdir()
+    arrays = stack_samples([generator.sample(seed) for seed in range(2)])
+    np.savez(data / "shard-0000000000.npz", config=np.array(config_json(generator.cfg)), **arrays)
+    run = dict(out=str(tmp_path / "run"), data=str(data), model=model, batch_size=2, lr=1e-2, ema=0.5)
+    state = train(TrainConfig(steps=2, **run), progress=False)
+    assert torch.load(state, weights_only=False)["ema"]["n_averaged"] == 2
+    train(TrainConfig(steps=4, **run), progress=False)  # resumes the average too
+    saved = torch.load(state, weights_only=False)
+    assert saved["ema"]["n_averaged"] == 4
+    averaged, meta = load_trained(state)
+    raw, _ = load_trained(state, averaged=False)
+    assert meta["averaged"]
+    assert torch.equal(averaged.head_out.weight, saved["ema"]["module.head_out.weight"])
+    assert not torch.equal(averaged.head_out.weight, raw.head_out.weight)
+    # export and warm start take the average as well
+    from realtime_vrn.model.checkpoint import load_checkpoint
+
+    exported = load_checkpoint(export_model(state, tmp_path / "m.safetensors", card=False))
+    assert torch.equal(exported.state_dict["head_out.weight"], averaged.head_out.weight)
+    assert "weight average" in exported.meta.source
+    fresh = VRN(model)
+    init_from(fresh, state)
+    assert torch.equal(fresh.head_out.weight, averaged.head_out.weight)
 
 
 def test_cli_parses_and_reports_user_errors(tmp_path):

@@ -15,6 +15,11 @@ on a CPU, so the default is Adam at 1e-3 with a 200-step warm-up and a x0.1 drop
 The training state (model, optimiser, step, data position) is saved every ``checkpoint_every_s`` seconds to
 ``<out>/last.pt`` (a plain torch file, for resuming) and exported for inference with
 :func:`export_model` (the package's checkpoint format).
+
+Weight averaging: with ``ema > 0`` an exponential moving average of the weights (torch's ``AveragedModel``,
+decay ``ema`` per step) is kept beside the trained weights and is what :func:`load_trained`, evaluation and export
+use. Batch-8 Adam steps are noisy; the average removes most of that noise for free (the networks have no running
+statistics to recompute: every normalisation is per image).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Steps of linear learning-rate warm-up from lr/100 (Adam from scratch on instance-normed nets is touchy).
 WARMUP_STEPS = 200
+#: Constant output of a hourglass added by :func:`init_from` (any positive value: the next normalisation removes it).
+GROWN_STACK_SHIFT = 0.01
 #: Fraction of occupied voxels in a typical synthetic volume; the head's bias starts at its logit.
 PRIOR_OCCUPANCY = 0.1
 
@@ -65,6 +72,7 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
     log_every: int = 20
     init: str | None = None              # warm start: a .safetensors model or a training state (last.pt)
+    ema: float = 0.0                     # decay of the weight average (0 = off; e.g. 0.999)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "rmsprop"):
@@ -73,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"loss must be 'full' or 'lowres', got {self.loss!r}")
         if self.batch_size < 1 or self.steps < 1:
             raise ValueError("batch_size and steps must be >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -83,6 +93,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
         d["model"] = VRNConfig.from_dict(d["model"])
+        d.setdefault("ema", 0.0)  # runs from before weight averaging
         return cls(**d)
 
 
@@ -116,6 +127,13 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / WARMUP_STEPS) if cfg.optimizer == "adam" else 1.0
     drop = 0.1 if step >= cfg.lr_drop_at * cfg.steps else 1.0
     return cfg.lr * max(warm, 0.01) * drop
+
+
+def weight_average(net: VRN, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of ``net``'s weights (``avg = decay * avg + (1 - decay) * w`` per update)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -162,6 +180,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
     step, elapsed = 0, 0.0
     with torch.no_grad():  # start from the prior occupancy instead of p = 0.5 everywhere
         net.head_out.bias.fill_(math.log(PRIOR_OCCUPANCY / (1 - PRIOR_OCCUPANCY)))
+    state = None
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
         net.load_state_dict(state["model"], strict=True)
@@ -171,6 +190,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
     elif cfg.init:
         init_from(net, cfg.init)
         log.info("initialised from %s", cfg.init)
+    average = weight_average(net, cfg.ema) if cfg.ema > 0 else None
+    if average is not None and state is not None and state.get("ema") is not None:
+        average.load_state_dict(state["ema"])
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     log.info("model %s: %d parameters", cfg.model, count_parameters(net))
 
@@ -202,6 +224,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if average is not None:
+                average.update_parameters(net)
             step += 1
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -216,7 +240,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
                 logf.flush()
             now = time.perf_counter()
             if now - t_ckpt > cfg.checkpoint_every_s or step == cfg.steps:
-                _save_state(state_path, net, opt, step, now - t_start, cfg)
+                _save_state(state_path, net, opt, step, now - t_start, cfg, average)
                 t_ckpt = now
             if cfg.data and now - t_refresh > 120 and cfg.workers == 0:
                 if dataset.refresh():  # shards still being rendered by a separate process
@@ -224,7 +248,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
                     it = iter(loader)
                 t_refresh = now
             if max_seconds is not None and now - t_start >= max_seconds:
-                _save_state(state_path, net, opt, step, now - t_start, cfg)
+                _save_state(state_path, net, opt, step, now - t_start, cfg, average)
                 break
     if bar:
         bar.close()
@@ -235,9 +259,17 @@ def init_from(net: VRN, source: str | Path) -> None:
     """Warm start ``net`` from a trained model of the same architecture (a ``.safetensors`` checkpoint of the
     package or a training state ``last.pt``).
 
-    The input channels may differ in one way: an unguided source (3 channels) initialises a guided network
-    (3 + 68): the stem's weights for the heatmap channels start at zero, so the guided network starts as exactly
-    the unguided one and learns what the heatmaps add. Any other mismatch raises ``ValueError`` naming it.
+    Two ways to grow a trained model are allowed, both starting as exactly the source network:
+
+    - an unguided source (3 channels) initialises a guided network (3 + 68): the stem's weights for the heatmap
+      channels start at zero, and the network learns what the heatmaps add;
+    - a source with fewer hourglasses initialises a deeper stack: the extra hourglasses keep their fresh weights
+      except the last normalisation of each residual branch (``lin2``), whose scale starts at 0 and shift at a
+      small positive constant. Such a stack adds the same constant to every feature, which the next
+      per-image normalisation (the next stack's first block, the head) removes exactly, and its ReLU is open, so
+      gradients reach it from the first step (a zero shift would close the ReLU for good).
+
+    Any other mismatch raises ``ValueError`` naming it.
     """
     source = Path(source)
     if source.suffix == ".safetensors":
@@ -245,9 +277,11 @@ def init_from(net: VRN, source: str | Path) -> None:
 
         state = load_checkpoint(source).state_dict
     else:
-        state = torch.load(source, map_location="cpu", weights_only=False)["model"]
+        state = trained_weights(torch.load(source, map_location="cpu", weights_only=False))
     own = net.state_dict()
-    problems = [f"{k}: missing in {source.name}" for k in own if k not in state]
+    source_stacks = len({k.split(".")[1] for k in state if k.startswith("stacks.")})
+    grown_stacks = [k for k in own if k.startswith("stacks.") and int(k.split(".")[1]) >= source_stacks > 0]
+    problems = [f"{k}: missing in {source.name}" for k in own if k not in state and k not in grown_stacks]
     problems += [f"{k}: not in this network" for k in state if k not in own]
     merged = {}
     for key, value in sorted(state.items()):
@@ -266,7 +300,14 @@ def init_from(net: VRN, source: str | Path) -> None:
     if problems:
         raise ValueError(f"cannot initialise from {source}: " + "; ".join(problems[:8])
                          + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""))
+    for key in grown_stacks:
+        merged[key] = own[key]
     net.load_state_dict(merged, strict=True)
+    with torch.no_grad():
+        for stack in net.stacks[source_stacks:]:
+            norm = stack.lin2[1]
+            norm.weight.zero_()
+            norm.bias.fill_(GROWN_STACK_SHIFT)
 
 
 def _loader_for(ds, cfg: TrainConfig) -> tuple[DataLoader, object]:
@@ -275,22 +316,33 @@ def _loader_for(ds, cfg: TrainConfig) -> tuple[DataLoader, object]:
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=0, drop_last=True), ds
 
 
-def _save_state(path: Path, net: VRN, opt, step: int, elapsed: float, cfg: TrainConfig) -> None:
+def _save_state(path: Path, net: VRN, opt, step: int, elapsed: float, cfg: TrainConfig, average=None) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
-                "config": cfg.to_dict()}, tmp)
+                "config": cfg.to_dict(), "ema": None if average is None else average.state_dict()}, tmp)
     tmp.replace(path)
     log.info("saved %s (step %d)", path, step)
 
 
-def load_trained(state_path: str | Path, device: str = "cpu") -> tuple[VRN, dict]:
-    """A network from a training state file (``last.pt``), in eval mode, and the state's metadata."""
+def trained_weights(state: dict, averaged: bool = True) -> dict[str, torch.Tensor]:
+    """The network weights of a training state: the weight average when it has one (and ``averaged``)."""
+    if averaged and state.get("ema") is not None:
+        prefix = "module."
+        return {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+    return state["model"]
+
+
+def load_trained(state_path: str | Path, device: str = "cpu", averaged: bool = True) -> tuple[VRN, dict]:
+    """A network from a training state file (``last.pt``), in eval mode, and the state's metadata.
+
+    ``averaged``: use the weight average when the run kept one (``TrainConfig.ema``), else the trained weights."""
     state = torch.load(state_path, map_location=device, weights_only=False)
     cfg = TrainConfig.from_dict(state["config"])
     net = VRN(cfg.model)
-    net.load_state_dict(state["model"], strict=True)
+    net.load_state_dict(trained_weights(state, averaged), strict=True)
     net.eval()
-    meta = {"step": state["step"], "elapsed_s": state["elapsed_s"], "train_config": state["config"]}
+    meta = {"step": state["step"], "elapsed_s": state["elapsed_s"], "train_config": state["config"],
+            "averaged": averaged and state.get("ema") is not None}
     return net, meta
 
 
@@ -306,7 +358,8 @@ def export_model(state_path: str | Path, out: str | Path, description: str = "",
     net, meta = load_trained(state_path)
     tc = meta["train_config"]
     provenance = (f"realtime-vrn training run: {meta['step']} steps x batch {tc['batch_size']}, "
-                  f"{meta['elapsed_s'] / 3600:.2f} h, optimizer {tc['optimizer']} lr {tc['lr']}, loss {tc['loss']}")
+                  f"{meta['elapsed_s'] / 3600:.2f} h, optimizer {tc['optimizer']} lr {tc['lr']}, loss {tc['loss']}"
+                  + (f", weight average (decay {tc['ema']})" if meta["averaged"] else ""))
     info = CheckpointMeta(source=provenance, licence=TRAINED_LICENCE,
                           description=(description + " " if description else "") + json.dumps(tc, sort_keys=True))
     save_checkpoint(out, net, info)
