@@ -223,6 +223,39 @@ def test_dense_nme_is_zero_for_a_perfect_prediction_and_ignores_a_z_offset():
     assert dense_nme(np.zeros((0, 3)), gt, lm)[0] == 1.0
 
 
+def test_nearest_surface_distance_is_exact_on_a_sphere_and_a_plane():
+    import trimesh
+
+    from realtime_vrn.training.evaluate import SurfaceDistance
+
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    surface = SurfaceDistance(sphere.vertices, sphere.faces)
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(500, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    for radius in (8.5, 10.0, 12.0):  # inside, on and outside the faceted sphere
+        dist, closest = surface.nearest(directions * radius)
+        want, want_dist, _ = trimesh.proximity.closest_point_naive(sphere, directions * radius)
+        assert np.allclose(dist, want_dist, atol=1e-9) and np.allclose(closest, want, atol=1e-9)
+        assert np.all(dist <= surface.nearest_vertex(directions * radius)[0] + 1e-12)
+    # the facets sag below the true sphere by at most r (1 - cos(edge angle / 2)): well under a vertex spacing
+    assert surface.nearest(directions * 10.0)[0].max() < 0.15 < surface.nearest_vertex(directions * 10.0)[0].mean()
+
+    # a triangulated plane z = 0 and points 0.5 above it, between vertices: exactly 0.5 away
+    gx, gy = np.meshgrid(np.arange(11.0), np.arange(11.0))
+    verts = np.column_stack([gx.ravel(), gy.ravel(), np.zeros(121)])
+    quads = (np.arange(10)[:, None] * 11 + np.arange(10)[None, :]).ravel()
+    faces = np.concatenate([np.column_stack([quads, quads + 1, quads + 12]), np.column_stack([quads, quads + 12, quads + 11])])
+    points = np.column_stack([rng.uniform(1, 9, (200, 2)), np.full(200, 0.5)])
+    dist, closest = SurfaceDistance(verts, faces).nearest(points)
+    assert np.allclose(dist, 0.5) and np.allclose(closest[:, :2], points[:, :2])
+    lm = np.zeros((68, 3))
+    lm[36], lm[45] = [0, 0, 0], [10, 0, 0]
+    nme, shift = dense_nme(verts, points - [0, 0, 0.5], lm, faces)  # on the plane: zero with faces...
+    assert nme == pytest.approx(0.0, abs=1e-9) and shift == pytest.approx(0.0)
+    assert dense_nme(verts, points - [0, 0, 0.5], lm)[0] > 0.02  # ...but not with nearest vertices
+
+
 def test_landmark_nme_reads_depth_from_the_volume():
     vol = np.zeros((40, 16, 16), np.float32)
     vol[:21] = 1.0                      # front surface at depth index 20.5 -> z = 10.25 crop px
@@ -389,6 +422,15 @@ def test_cli_parses_and_reports_user_errors(tmp_path):
         args.func(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--steps", "0"])
+    from realtime_vrn.training.facemodel import FaceModelError
+
+    args = parser.parse_args(["data", "render", str(tmp_path / "shards"), "--count", "1",
+                              "--face-model", str(tmp_path / "nowhere.npz")])
+    with pytest.raises(FaceModelError, match="nowhere.npz"):  # the option is honoured, not ignored
+        args.func(args)
+    args = parser.parse_args(["train", "--out", str(tmp_path / "r"), "--ema", "1.5"])
+    with pytest.raises(ConfigError, match="ema"):
+        args.func(args)
 
 
 def test_guided_batches_stack_rgb_and_68_heatmaps():

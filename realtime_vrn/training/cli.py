@@ -107,7 +107,7 @@ def _cmd_render(args) -> int:
 
     first = args.first_seed if args.first_seed is not None else (HELDOUT_SEED_BASE if args.heldout else 0)
     paths = write_shards(args.out, _synth_config(args), first, args.count, args.shard_size,
-                         with_vertices=args.heldout, progress=True)
+                         with_vertices=args.heldout, progress=True, face_model=args.face_model)
     print(f"{len(paths)} shards in {args.out}")
     return 0
 
@@ -191,7 +191,7 @@ def _cmd_eval(args) -> int:
     report["model"] = str(args.model)
     js, png = write_report(report, args.out, f"{'oracle' if args.oracle else args.model.name}: NME "
                                              f"{report['nme']:.4f} (n={report['samples']})")
-    summary = {k: report[k] for k in ("samples", "nme", "nme_bucket_mean", "landmark_nme", "misses")}
+    summary = {k: report[k] for k in ("samples", "nme", "nme_vertex", "nme_bucket_mean", "landmark_nme", "misses")}
     summary["buckets"] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in b.items()}
                           for k, b in report["buckets"].items()}
     print(json.dumps(summary, indent=1))

@@ -67,8 +67,10 @@ def stack_samples(samples: list[SynthSample], *, with_vertices: bool = False) ->
 
 
 def write_shards(out_dir: str | Path, cfg: SynthConfig, first_seed: int, count: int, shard_size: int = 500,
-                 *, with_vertices: bool = False, progress: bool = False) -> list[Path]:
-    """Render samples ``first_seed .. first_seed + count - 1`` into shards of ``shard_size`` under ``out_dir``.
+                 *, with_vertices: bool = False, progress: bool = False,
+                 face_model: str | Path | None = None) -> list[Path]:
+    """Render samples ``first_seed .. first_seed + count - 1`` into shards of ``shard_size`` under ``out_dir``
+    (``face_model``: an ``ict_face_model.npz``, default the shared one).
 
     Existing complete shards are kept (re-running resumes). Files are written to a temporary name and renamed, so
     a reader never sees half a shard.
@@ -81,7 +83,10 @@ def write_shards(out_dir: str | Path, cfg: SynthConfig, first_seed: int, count: 
         from tqdm import tqdm
 
         bar = tqdm(total=count, unit="sample", desc="render")
-    with SynthGenerator(cfg) as gen:
+    from realtime_vrn.training.facemodel import FaceModel
+
+    model = FaceModel.load(face_model) if face_model is not None else None
+    with SynthGenerator(cfg, model) as gen:
         for start in range(first_seed, first_seed + count, shard_size):
             n = min(shard_size, first_seed + count - start)
             path = out_dir / f"shard-{start:010d}.npz"
