@@ -91,6 +91,29 @@ def test_voxel_loss_is_small_for_the_right_answer_and_large_for_the_wrong_one():
     assert voxel_loss(-good, front, back, "lowres").item() > 10
 
 
+def test_front_weight_emphasises_the_band_around_the_front_surface():
+    from realtime_vrn.training.train import front_band_weight
+
+    front = torch.full((1, 8, 8), float("nan"))
+    back = torch.full((1, 8, 8), float("nan"))
+    front[:, 2:6, 2:6], back[:, 2:6, 2:6] = 12.0, 2.0
+    w = front_band_weight(front, 24, 4.0)
+    assert w.shape == (1, 24, 8, 8)
+    assert w[0, 12, 3, 3] == pytest.approx(5.0) and w[0, 0, 3, 3] < 1.01  # on the surface / far behind it
+    assert torch.all(w[0, :, 0, 0] == 1.0)  # empty column
+    logits = torch.zeros(1, 24, 2, 2)
+    assert voxel_loss(logits, front, back, front_weight=4.0) == pytest.approx(voxel_loss(logits, front, back))
+    # on a solid filling every column (so the low-res logits need no upsampling detail): an error at the front
+    # surface costs more with the weight, the same error at the back plane less
+    front, back = torch.full((1, 8, 8), 12.0), torch.full((1, 8, 8), 2.0)
+    exact = (volumes.target_from_depths(front, back, 24)[:, :, ::4, ::4] * 2 - 1) * 20.0  # (1, 24, 2, 2) logits
+    near, far = exact.clone(), exact.clone()
+    near[0, 13:16] = 20.0  # the surface pushed 3 bins towards the camera
+    far[0, 0:2] = 20.0     # 2 bins of solid added behind the back plane
+    loss = lambda v, fw: voxel_loss(v, front, back, front_weight=fw)  # noqa: E731
+    assert loss(near, 4.0) > loss(near, 0.0) and loss(far, 4.0) < loss(far, 0.0)
+
+
 def test_learning_rate_warms_up_and_drops():
     cfg = TrainConfig(steps=1000, lr=1e-3)
     assert learning_rate(cfg, 0) < 1e-4
@@ -109,8 +132,10 @@ def test_train_config_round_trips_and_rejects_bad_values():
     with pytest.raises(ValueError, match="ema"):
         TrainConfig(ema=1.0)
     old = cfg.to_dict()
-    del old["ema"]  # a run from before weight averaging
-    assert TrainConfig.from_dict(old).ema == 0.0
+    del old["ema"], old["front_weight"]  # a run from before these options
+    assert TrainConfig.from_dict(old) == cfg
+    with pytest.raises(ValueError, match="front_weight"):
+        TrainConfig(front_weight=-1.0)
 
 
 def test_weight_average_is_the_exponential_moving_average():

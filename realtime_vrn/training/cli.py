@@ -79,6 +79,8 @@ def add_parser(subparsers) -> None:
     train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                        help="keep an exponential moving average of the weights with this decay per step (e.g. "
                             "0.999) and evaluate/export it; 0 = off")
+    train.add_argument("--front-weight", type=float, default=0.0, metavar="W",
+                       help="weigh voxels near the front surface up to 1 + W in the loss (0 = plain mean)")
     train.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                        help="do not train: export OUT/last.pt as a .safetensors checkpoint")
     train.set_defaults(func=_cmd_train)
@@ -154,7 +156,8 @@ def _cmd_train(args) -> int:
                           lr_drop_at=args.lr_drop_at,
                           loss=args.loss, device=args.device, amp=not args.no_amp, threads=args.threads,
                           workers=args.workers, checkpoint_every_s=args.checkpoint_every,
-                          init=str(args.init) if args.init else None, ema=args.ema)
+                          init=str(args.init) if args.init else None, ema=args.ema,
+                          front_weight=args.front_weight)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if args.init is not None and not args.init.is_file():

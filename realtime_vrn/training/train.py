@@ -73,6 +73,7 @@ class TrainConfig:
     log_every: int = 20
     init: str | None = None              # warm start: a .safetensors model or a training state (last.pt)
     ema: float = 0.0                     # decay of the weight average (0 = off; e.g. 0.999)
+    front_weight: float = 0.0            # extra loss weight of voxels near the front surface (0 = plain mean)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "rmsprop"):
@@ -81,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"loss must be 'full' or 'lowres', got {self.loss!r}")
         if self.batch_size < 1 or self.steps < 1:
             raise ValueError("batch_size and steps must be >= 1")
+        if self.front_weight < 0:
+            raise ValueError(f"front_weight must be >= 0, got {self.front_weight}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
@@ -94,21 +97,41 @@ class TrainConfig:
         d = dict(d)
         d["model"] = VRNConfig.from_dict(d["model"])
         d.setdefault("ema", 0.0)  # runs from before weight averaging
+        d.setdefault("front_weight", 0.0)
         return cls(**d)
 
 
-def voxel_loss(logits_lowres: torch.Tensor, front: torch.Tensor, back: torch.Tensor, mode: str = "full") -> torch.Tensor:
+#: Width (depth bins) of the band around the front surface that ``front_weight`` emphasises.
+FRONT_SIGMA_BINS = 3.0
+
+
+def front_band_weight(front: torch.Tensor, depth_bins: int, extra: float) -> torch.Tensor:
+    """(N, D, S, S) voxel weights ``1 + extra * exp(-(z - front)^2 / (2 FRONT_SIGMA_BINS^2))``, 1 where the column
+    is empty. front: (N, S, S) float depth indices (NaN = empty)."""
+    z = torch.arange(depth_bins, device=front.device, dtype=front.dtype).view(1, -1, 1, 1)
+    band = torch.exp(-0.5 * ((z - front[:, None]) / FRONT_SIGMA_BINS) ** 2)
+    return 1.0 + extra * torch.nan_to_num(band, nan=0.0)
+
+
+def voxel_loss(logits_lowres: torch.Tensor, front: torch.Tensor, back: torch.Tensor, mode: str = "full",
+               front_weight: float = 0.0) -> torch.Tensor:
     """Mean per-voxel sigmoid cross-entropy.
 
     logits_lowres: (N, D, S/4, S/4) network logits; front, back: (N, S, S) float depth indices (NaN = empty).
     mode "full": upsample the logits like the release's head and compare with the (N, D, S, S) binary target;
     "lowres": compare the low-res logits with the average-pooled occupancy.
+    front_weight > 0 (mode "full"): a weighted mean, voxels within a few bins of the front surface (what the
+    dense NME measures) weighing up to ``1 + front_weight``; the walls and back plane of the solid keep weight 1.
     """
     d = logits_lowres.shape[1]
     target = target_from_depths(front, back, d)
     logits = logits_lowres.float()
     if mode == "full":
-        return F.binary_cross_entropy_with_logits(upsample_logits(logits, front.shape[-1]), target)
+        full = upsample_logits(logits, front.shape[-1])
+        if front_weight > 0:
+            w = front_band_weight(front, d, front_weight)
+            return (F.binary_cross_entropy_with_logits(full, target, reduction="none") * w).sum() / w.sum()
+        return F.binary_cross_entropy_with_logits(full, target)
     return F.binary_cross_entropy_with_logits(logits, downsample_target(target, HEAD_UPSAMPLE))
 
 
@@ -219,7 +242,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
             back = batch["back"].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 logits = net.forward_lowres(x)
-            loss = voxel_loss(logits, front, back, cfg.loss)
+            loss = voxel_loss(logits, front, back, cfg.loss, cfg.front_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
