@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from realtime_vrn.training.facemodel import FaceModel
 from realtime_vrn.training.synth import SynthConfig, SynthGenerator, SynthSample
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ def write_shards(out_dir: str | Path, cfg: SynthConfig, first_seed: int, count: 
         from tqdm import tqdm
 
         bar = tqdm(total=count, unit="sample", desc="render")
-    from realtime_vrn.training.facemodel import FaceModel
-
     model = FaceModel.load(face_model) if face_model is not None else None
     with SynthGenerator(cfg, model) as gen:
         for start in range(first_seed, first_seed + count, shard_size):

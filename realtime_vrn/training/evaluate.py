@@ -89,12 +89,13 @@ class SurfaceDistance:
     def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances (P,) and positions (P, 3) of the nearest surface points of points (P, 3)."""
         points = np.asarray(points, np.float64)
-        best_d, best_p = self.nearest_vertex(points)
         if self.vertex_faces is None:
-            return best_d, best_p
+            return self.nearest_vertex(points)
         k = min(SURFACE_CANDIDATES, len(self.vertices))
-        _, idx = self.tree.query(points, k=k)
-        cand = self.vertex_faces[idx.reshape(len(points), k)].reshape(len(points), -1)
+        dist_k, idx = self.tree.query(points, k=[1] if k == 1 else k)
+        idx, dist_k = idx.reshape(len(points), k), dist_k.reshape(len(points), k)
+        best_d, best_p = dist_k[:, 0].copy(), self.vertices[idx[:, 0]]  # the nearest vertex, the fallback
+        cand = self.vertex_faces[idx].reshape(len(points), -1)
         rows, cols = np.nonzero(cand >= 0)
         pairs = np.unique(rows * len(self.faces) + cand[rows, cols])  # each (point, face) once, sorted by point
         rows, faces = pairs // len(self.faces), pairs % len(self.faces)
@@ -111,12 +112,11 @@ class SurfaceDistance:
         return best_d, best_p
 
 
-def _z_aligned(gt: np.ndarray, surface: SurfaceDistance, exact: bool) -> tuple[np.ndarray, float]:
+def _z_aligned(gt: np.ndarray, surface: SurfaceDistance, exact: bool, shift: float = 0.0) -> tuple[np.ndarray, float]:
     """Distances (P,) from gt points (P, 3) to the predicted surface (``exact``) or its nearest vertices, after
-    aligning z by the mean z offset of the matched pairs (re-matched until the shift settles, at most
-    Z_ALIGN_ITERATIONS times), and that z shift."""
+    aligning z by the mean z offset of the matched pairs (re-matched from ``shift`` until the shift settles, at
+    most Z_ALIGN_ITERATIONS times), and that z shift."""
     nearest = surface.nearest if exact else surface.nearest_vertex
-    shift = _z_aligned(gt, surface, exact=False)[1] if exact else 0.0  # start from the cheap alignment
     for _ in range(Z_ALIGN_ITERATIONS):
         _, matched = nearest(gt - np.array([0.0, 0.0, shift]))
         new = float(np.mean(gt[:, 2] - matched[:, 2]))
@@ -133,11 +133,24 @@ def dense_nme(pred_vertices: np.ndarray, gt_vertices: np.ndarray, gt_landmarks: 
     """NME and the z shift applied. pred (Q, 3) with its faces (F, 3) (without faces: nearest-vertex
     correspondence, the sessions 1-2 metric), gt (P, 3), gt_landmarks (68, 3): crop x, y px and z = depth
     index * 0.5 (crop px). Returns (MISS_NME, 0) when the prediction is empty."""
+    surface_nme, _, shift = dense_nmes(pred_vertices, gt_vertices, gt_landmarks, pred_faces)
+    return surface_nme, shift  # without faces this is the nearest-vertex NME
+
+
+def dense_nmes(pred_vertices: np.ndarray, gt_vertices: np.ndarray, gt_landmarks: np.ndarray,
+               pred_faces: np.ndarray | None) -> tuple[float, float, float]:
+    """(nearest-surface NME, nearest-vertex NME, z shift of the surface match) in one pass over one KD-tree;
+    arguments as :func:`dense_nme` (without faces both NMEs are the nearest-vertex one)."""
     if len(pred_vertices) == 0:
-        return MISS_NME, 0.0
+        return MISS_NME, MISS_NME, 0.0
     iod = float(np.linalg.norm(gt_landmarks[OUTER_EYE_CORNERS[0]] - gt_landmarks[OUTER_EYE_CORNERS[1]]))
-    dist, shift = _z_aligned(gt_vertices, SurfaceDistance(pred_vertices, pred_faces), exact=pred_faces is not None)
-    return float(dist.mean() / iod), shift
+    surface = SurfaceDistance(pred_vertices, pred_faces)
+    vertex_dist, shift = _z_aligned(gt_vertices, surface, exact=False)
+    vertex_nme = float(vertex_dist.mean() / iod)
+    if pred_faces is None or len(pred_faces) == 0:
+        return vertex_nme, vertex_nme, shift
+    surface_dist, shift = _z_aligned(gt_vertices, surface, exact=True, shift=shift)  # from the cheap alignment
+    return float(surface_dist.mean() / iod), vertex_nme, shift
 
 
 def visible_landmarks(gt_front: np.ndarray, gt_landmarks: np.ndarray, tolerance: float = VISIBLE_TOLERANCE_PX) -> np.ndarray:
@@ -221,8 +234,7 @@ def evaluate(net: VRN, heldout: dict[str, np.ndarray], *, oracle: bool = False, 
                 mesh = extractor.extract(lowres[j])
                 pred, faces = mesh.vertices.astype(np.float64), mesh.faces
                 prob = probs[j]
-            nme, shift = dense_nme(pred, gt_v, gt_lm, faces)
-            nme_vertex, _ = dense_nme(pred, gt_v, gt_lm)
+            nme, nme_vertex, shift = dense_nmes(pred, gt_v, gt_lm, faces)
             visible = visible_landmarks(heldout["front"][i].astype(np.float32), gt_lm)
             lm = landmark_nme(prob, gt_lm, shift, visible) if len(pred) else MISS_NME
             results.append(SampleResult(int(heldout["seed"][i]), float(heldout["pose"][i][0]), nme, lm, len(pred),

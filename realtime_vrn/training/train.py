@@ -289,8 +289,9 @@ def init_from(net: VRN, source: str | Path) -> None:
     - a source with fewer hourglasses initialises a deeper stack: the extra hourglasses keep their fresh weights
       except the last normalisation of each residual branch (``lin2``), whose scale starts at 0 and shift at a
       small positive constant. Such a stack adds the same constant to every feature, which the next
-      per-image normalisation (the next stack's first block, the head) removes exactly, and its ReLU is open, so
-      gradients reach it from the first step (a zero shift would close the ReLU for good).
+      per-image normalisation (the next stack's first block, the head) removes exactly. Its ReLU is open, so the
+      scale gets a gradient at the first step and the layers inside the hourglass from the second (a zero
+      shift would close the ReLU for good).
 
     Any other mismatch raises ``ValueError`` naming it.
     """
