@@ -136,6 +136,8 @@ def test_train_config_round_trips_and_rejects_bad_values():
     assert TrainConfig.from_dict(old) == cfg
     with pytest.raises(ValueError, match="front_weight"):
         TrainConfig(front_weight=-1.0)
+    with pytest.raises(ValueError, match="front_weight needs loss='full'"):
+        TrainConfig(front_weight=2.0, loss="lowres")  # refused, not silently ignored
 
 
 def test_weight_average_is_the_exponential_moving_average():

@@ -84,6 +84,8 @@ class TrainConfig:
             raise ValueError("batch_size and steps must be >= 1")
         if self.front_weight < 0:
             raise ValueError(f"front_weight must be >= 0, got {self.front_weight}")
+        if self.front_weight > 0 and self.loss != "full":
+            raise ValueError("front_weight needs loss='full' (the low-res loss has no front surface to weigh)")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
