@@ -98,7 +98,7 @@ class EngineRecipe:
         return (self.batch, cfg.in_channels, cfg.input_size, cfg.input_size)
 
     def output_shape(self, cfg: VRNConfig) -> tuple[int, int, int, int]:
-        """(batch, D, S/4, S/4): the engine's float32 output ``logits``."""
+        """(batch, D, g, g), g = cfg.grid_size: the engine's float32 output ``logits``."""
         return (self.batch, cfg.depth_bins, cfg.grid_size, cfg.grid_size)
 
 

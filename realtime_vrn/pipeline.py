@@ -54,7 +54,7 @@ class Reconstruction:
     landmarks: Any = None
     crop: CropTransform | None = None
     crop_image: np.ndarray | None = None
-    logits: Any = None  # (D, S/4, S/4) float32 network output: NumPy, or CuPy with a GPU surface stage
+    logits: Any = None  # (D, g, g) float32 network output (g = cfg.grid_size): NumPy, or CuPy with a GPU surface stage
     mesh: Mesh | None = None
     batch: np.ndarray | None = None  # (1, C, S, S) float32 network input, between prepare() and finish()
     timings: dict[str, float] = field(default_factory=dict)

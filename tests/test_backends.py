@@ -77,6 +77,29 @@ def test_backend_agrees_with_pytorch_on_a_real_face(name, small_checkpoint, face
     assert np.mean((out > 0) == (reference > 0)) > 0.999  # same side of the iso-surface almost everywhere
 
 
+@pytest.fixture(scope="module")
+def refined_checkpoint(home) -> Path:
+    """A stride-2 model (refinement head) whose residual is live (its last conv is zero at initialisation)."""
+    torch.manual_seed(1)
+    net = VRN(VRNConfig(**{**SMALL.__dict__, "output_stride": 2}))
+    with torch.no_grad():
+        net.refine.out.weight.normal_(0, 0.05)
+    path = home / "refined.safetensors"
+    save_checkpoint(path, net, CheckpointMeta(source="random init (tests)", licence="MIT"))
+    return path
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_refinement_head_exports_and_agrees_with_pytorch(name, refined_checkpoint, face_input):
+    net = load_model(refined_checkpoint)
+    with torch.inference_mode():
+        reference = net.forward_lowres(torch.from_numpy(face_input)).numpy()
+    with open_backend(name, refined_checkpoint, "cpu") as backend:
+        out = backend.infer(face_input)
+    assert out.shape == (1, 32, 48, 48) == reference.shape
+    np.testing.assert_allclose(out, reference, rtol=RTOL, atol=ATOL)
+
+
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_backend_runs_a_batch_frame_by_frame(name, small_checkpoint, face_input, reference):
     batch = np.concatenate([face_input, face_input[:, :, ::-1].copy()])  # the face and its upside-down copy

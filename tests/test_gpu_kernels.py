@@ -103,7 +103,7 @@ def assert_equals_twin(got: dict, logits: np.ndarray, upsample: int, position_at
 
 
 # -- CPU emulation ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("upsample", [4, 1])
+@pytest.mark.parametrize("upsample", [4, 2, 1])
 def test_emulated_kernels_equal_the_twin_bit_for_bit(cpu_kernels, upsample):
     logits = face_like_logits(SMALL, seed=5, noise=1.0)
     with CupyMarchingCubes(logits.shape, upsample, runtime=EmulatedRuntime(cpu_kernels)) as mc:

@@ -60,6 +60,30 @@ def test_forward_is_the_upsampled_lowres_output():
     torch.testing.assert_close(full[..., -1, -1], low[..., -1, -1])
 
 
+def test_refinement_head_outputs_a_grid_twice_as_fine_and_starts_as_the_coarse_head():
+    """output_stride=2: (N, D, S/2, S/2) logits = the release head's logits upsampled x2 (align_corners=True)
+    plus a residual whose last convolution starts at zero; the release configuration has no such head."""
+    assert VRN(SMALL).refine is None and SMALL.grid_size == 24
+    cfg = VRNConfig(**{**SMALL.__dict__, "output_stride": 2})
+    assert cfg.grid_size == 48
+    torch.manual_seed(0)
+    net = VRN(cfg).eval()
+    x = torch.rand(2, 3, 96, 96)
+    coarse = {}
+    net.head_out.register_forward_hook(lambda m, i, o: coarse.setdefault("logits", o))
+    with torch.inference_mode():
+        low = net.forward_lowres(x)
+    assert low.shape == (2, 32, 48, 48)
+    torch.testing.assert_close(low, upsample_logits(coarse["logits"], 48))
+    with torch.no_grad():
+        net.refine.out.weight.normal_(0, 0.1)
+        again = net.forward_lowres(x)
+    assert (again - low).abs().max() > 0.01  # the residual is live once trained
+    net.train()
+    net.forward_lowres(x).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.refine.parameters())
+
+
 def test_frames_of_a_batch_are_independent():
     """Per-image normalisation (Torch7 BN in training mode): a frame's output does not depend on its batch."""
     torch.manual_seed(0)
@@ -90,6 +114,7 @@ def test_config_json_round_trip():
         ({"features": 30}, "multiple of 4"),
         ({"stacks": 0}, "stacks must be >= 1"),
         ({"depth_bins": 0}, "depth_bins must be >= 1"),
+        ({"output_stride": 3}, "output_stride must be one of"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):

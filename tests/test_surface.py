@@ -27,6 +27,7 @@ from realtime_vrn.surface.reference import (
 
 RELEASE = VRNConfig()  # 200 x 48 x 48 logits -> 200 x 192 x 192 volume
 SMALL = VRNConfig(input_size=64, depth_bins=48)  # 48 x 16 x 16 -> 48 x 64 x 64, for the many-case tests
+REFINED = VRNConfig(input_size=96, depth_bins=100, output_stride=2)  # 100 x 48 x 48 -> 100 x 96 x 96
 SAME_SURFACE = 1e-3  # crop pixels: fast and reference differ only by float rounding of the upsample
 
 
@@ -104,9 +105,11 @@ def test_sphere_from_lowres_logits_area_volume_winding_normals():
     assert (np.einsum("ij,ij->i", fn, mesh.normals[mesh.faces].sum(axis=1)) > 0).all()
 
 
-def test_ellipsoid_from_lowres_logits():
-    radii = (45.0, 35.0, 28.0)
-    mesh = SurfaceExtractor(RELEASE).extract(ellipsoid_logits(RELEASE, (96, 90, 50), radii))
+@pytest.mark.parametrize("cfg", [RELEASE, REFINED], ids=["stride4", "stride2"])
+def test_ellipsoid_from_lowres_logits(cfg):
+    scale = cfg.input_size / 192
+    radii = (45.0 * scale, 35.0 * scale, 28.0 * scale)
+    mesh = SurfaceExtractor(cfg).extract(ellipsoid_logits(cfg, (96 * scale, 90 * scale, 50 * scale), radii))
     exact_volume, exact_area = ellipsoid_stats(*radii)
     area, volume = area_and_volume(mesh)
     assert area == pytest.approx(exact_area, rel=0.01)
@@ -179,6 +182,25 @@ def test_random_fields_match_reference_including_open_borders(seed):
     assert not fast.is_empty
     assert_same_surface(fast, ref)
     assert not is_closed(fast)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stride_two_logits_match_the_reference(seed):
+    """The refinement head's (D, S/2, S/2) logits: the fast extractor upsamples x2, like the reference."""
+    face = face_like_logits(REFINED, seed=seed)
+    extractor = SurfaceExtractor(REFINED)
+    fast = extractor.extract(face)
+    assert_same_surface(fast, reference_surface(face, output_stride=2))
+    assert 75.0 < fast.vertices[:, 0].max() < 85.0  # the face spans x = 17..79 of a 96-px crop (x2: 158)
+    # Noise touching a border, on a grid small enough that no saddle is decided by float rounding.
+    small = VRNConfig(input_size=64, depth_bins=48, output_stride=2)
+    noise = np.random.default_rng(seed).standard_normal((48, 32, 32)).astype(np.float32) - 1.0
+    noise[:, :, :2] = np.abs(noise[:, :, :2]) + 0.5  # open at the x = 0 border
+    fast = SurfaceExtractor(small).extract(noise)
+    assert not fast.is_empty
+    assert_same_surface(fast, reference_surface(noise, output_stride=2))
+    report = compare_with_reference(face, runs=1, extractor=extractor)
+    assert report["max_distance"] < 1e-3
 
 
 def test_solid_against_the_back_plane_stays_open_like_the_reference():

@@ -28,7 +28,8 @@ class InferenceBackend(ABC):
 
     ``infer`` contract:
         input  (N, C, S, S) float32, C = cfg.in_channels (RGB in [0, 1], then guidance heatmaps), S = cfg.input_size;
-        output (N, D, S/4, S/4) float32 C-contiguous logits, D = cfg.depth_bins, ordered (N, z, y, x), numpy.
+        output (N, D, g, g) float32 C-contiguous logits, g = cfg.grid_size (S/4; S/2 with the refinement
+        head), D = cfg.depth_bins, ordered (N, z, y, x), numpy.
     """
 
     #: registry name, e.g. "torch", "onnxruntime", "openvino", "tensorrt".
@@ -51,7 +52,7 @@ class InferenceBackend(ABC):
     outputs_on_device: bool = False
 
     def infer_device(self, batch: np.ndarray):
-        """Like :meth:`infer`, but the (N, D, S/4, S/4) float32 C-contiguous logits stay on the GPU (a torch CUDA
+        """Like :meth:`infer`, but the (N, D, g, g) float32 C-contiguous logits stay on the GPU (a torch CUDA
         tensor or another DLPack array, valid until the next call), for a GPU surface stage. Only backends whose
         :attr:`outputs_on_device` is True implement it."""
         raise NotImplementedError(f"the {self.name} backend returns its logits on the host only")

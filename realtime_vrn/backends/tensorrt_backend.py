@@ -116,7 +116,7 @@ class TensorRTBackend(InferenceBackend):
         self.outputs_on_device = True
 
     def infer_device(self, batch):
-        """(B, C, S, S) float32 batch -> (B', D, S/4, S/4) float32 CUDA tensor, B' = the recipe's batch (rows past
+        """(B, C, S, S) float32 batch -> (B', D, g, g) float32 CUDA tensor (g = cfg.grid_size), B' = the recipe's batch (rows past
         B are padding). ``batch``: a host NumPy array (copied through the pinned buffer) or a CUDA tensor.
 
         Runs on the backend's stream after the caller's current stream, and makes the caller's stream wait for it,

@@ -22,13 +22,12 @@ from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.mesh import Mesh
 
 from .mc_cupy import CupyMarchingCubes
-from .mc_twin import RELEASE_UPSAMPLE
 
 log = logging.getLogger(__name__)
 
 
 class DeviceSurfaceExtractor:
-    """GPU iso-surface (logit 0) of one model's (D, S/4, S/4) logits; buffers allocated once, reused per frame.
+    """GPU iso-surface (logit 0) of one model's (D, g, g) logits (g = ``cfg.grid_size``); buffers allocated once, reused per frame.
 
     ``runtime`` replaces the CuPy runtime (tests run the kernels compiled for the CPU through it).
     """
@@ -37,7 +36,7 @@ class DeviceSurfaceExtractor:
 
     def __init__(self, cfg: VRNConfig, runtime: Any = None) -> None:
         self.cfg = cfg
-        self._mc = CupyMarchingCubes((cfg.depth_bins, cfg.grid_size, cfg.grid_size), RELEASE_UPSAMPLE,
+        self._mc = CupyMarchingCubes((cfg.depth_bins, cfg.grid_size, cfg.grid_size), cfg.output_stride,
                                      runtime=runtime).open()
 
     def asarray(self, logits) -> Any:

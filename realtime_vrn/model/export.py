@@ -1,10 +1,11 @@
 """Export a VRN to ONNX for the ONNX Runtime, OpenVINO and TensorRT backends, cached per checkpoint.
 
-What is exported: :meth:`VRN.forward_lowres`, i.e. the network without the release's last bilinear x4 upsample
-and sigmoid. The graph has one input and one output:
+What is exported: :meth:`VRN.forward_lowres`, i.e. the network without the release's last bilinear upsample
+(x4; x2 after our refinement head) and sigmoid. The graph has one input and one output:
 
     crop    (batch, C, S, S) float32, RGB in [0, 1] (then guidance heatmaps), C = cfg.in_channels
-    logits  (batch, D, S/4, S/4) float32 logits on the hourglass grid, ordered (N, z, y, x)
+    logits  (batch, D, g, g) float32 logits, ordered (N, z, y, x); g = cfg.grid_size (S/4, the hourglass
+            grid, or S/2 with the refinement head)
 
 Why the low-resolution logits: the x4 upsample multiplies the output by 16 (the released model: 200x48x48 =
 1.8 MB -> 200x192x192 = 29 MB per frame) for no information, and copying that out of a runtime costs more than

@@ -34,12 +34,13 @@ ROUND_RUNS = 5
 DISTANCE_BATCH = 65536
 
 
-def config_for(logits: np.ndarray) -> VRNConfig:
-    """The VRNConfig whose output has this (D, h, w) shape (only input_size and depth_bins matter here)."""
+def config_for(logits: np.ndarray, output_stride: int = HEAD_UPSAMPLE) -> VRNConfig:
+    """The VRNConfig whose output has this (D, h, w) shape at this output stride (the release's 4 by default;
+    only input_size, depth_bins and output_stride matter here)."""
     d, h, w = np.shape(logits)[-3:]
     if h != w:
         raise ValueError(f"expected square logits (D, h, h), got {np.shape(logits)}")
-    return VRNConfig(input_size=h * HEAD_UPSAMPLE, depth_bins=d)
+    return VRNConfig(input_size=h * output_stride, depth_bins=d, output_stride=output_stride)
 
 
 def upsample_torch(logits: np.ndarray, size: int) -> np.ndarray:
@@ -68,10 +69,11 @@ def mesh_from_volume(volume: np.ndarray) -> Mesh:
     return mesh_from_marching_cubes(verts, faces, normals)
 
 
-def reference_surface(logits: np.ndarray) -> Mesh:
-    """(D, h, w) float32 low-res logits -> crop-frame Mesh: full torch upsample, full-volume marching cubes."""
+def reference_surface(logits: np.ndarray, output_stride: int = HEAD_UPSAMPLE) -> Mesh:
+    """(D, h, w) float32 low-res logits -> crop-frame Mesh: full torch upsample (x ``output_stride``, the
+    network's; the release's 4 by default), full-volume marching cubes."""
     logits = np.asarray(logits, np.float32)
-    return mesh_from_volume(upsample_torch(logits, logits.shape[-1] * HEAD_UPSAMPLE))
+    return mesh_from_volume(upsample_torch(logits, logits.shape[-1] * output_stride))
 
 
 def _point_triangle_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -149,14 +151,15 @@ def compare_with_reference(logits: np.ndarray, runs: int = 20, extractor: Surfac
         raise ValueError(f"runs must be >= 1, got {runs}")
     logits = np.ascontiguousarray(logits, np.float32)
     extractor = extractor or SurfaceExtractor(config_for(logits))
+    stride = extractor.cfg.output_stride
     fast_mesh = extractor.extract(logits)
-    ref_mesh = reference_surface(logits)
+    ref_mesh = reference_surface(logits, stride)
     dist = surface_distance(fast_mesh, ref_mesh)
     fast, ref = [], []
     for start in range(0, runs, ROUND_RUNS):
         n = min(ROUND_RUNS, runs - start)
         fast += [_timed(extractor.extract, logits)[0] for _ in range(n)]
-        ref += [_timed(reference_surface, logits)[0] for _ in range(n)]
+        ref += [_timed(lambda x: reference_surface(x, stride), logits)[0] for _ in range(n)]
     fast_median, ref_median = float(np.median(fast)), float(np.median(ref))
     return {
         "fast_median_ms": fast_median,

@@ -60,6 +60,9 @@ def add_parser(subparsers) -> None:
     train.add_argument("--inner-branch-blocks", type=positive_int, default=3)
     train.add_argument("--depth-bins", type=positive_int, default=100)
     train.add_argument("--guided", action="store_true", help="RGB + 68 landmark heatmaps (VRN-Guided)")
+    train.add_argument("--output-stride", type=int, choices=(2, 4), default=4,
+                       help="4: the release's head (logits on the S/4 hourglass grid); 2: add the refinement head "
+                            "(logits on an S/2 grid, finer surfaces)")
     train.add_argument("--steps", type=positive_int, default=20000)
     train.add_argument("--batch-size", type=positive_int, default=8)
     train.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
@@ -150,7 +153,8 @@ def _cmd_train(args) -> int:
     try:
         model = VRNConfig(input_size=args.size, in_channels=3 + 68 * args.guided, features=args.features,
                           stacks=args.stacks, levels=args.levels, branch_blocks=args.branch_blocks,
-                          inner_branch_blocks=args.inner_branch_blocks, depth_bins=args.depth_bins)
+                          inner_branch_blocks=args.inner_branch_blocks, depth_bins=args.depth_bins,
+                          output_stride=args.output_stride)
         cfg = TrainConfig(out=str(args.out), data=str(args.data) if args.data else None, model=model,
                           steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                           lr_drop_at=args.lr_drop_at,

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
-from realtime_vrn.model.network import HEAD_UPSAMPLE, VRN, VRNConfig, count_parameters, upsample_logits
+from realtime_vrn.model.network import VRN, VRNConfig, count_parameters, upsample_logits
 from realtime_vrn.training.volumes import downsample_target, target_from_depths
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def voxel_loss(logits_lowres: torch.Tensor, front: torch.Tensor, back: torch.Ten
                front_weight: float = 0.0) -> torch.Tensor:
     """Mean per-voxel sigmoid cross-entropy.
 
-    logits_lowres: (N, D, S/4, S/4) network logits; front, back: (N, S, S) float depth indices (NaN = empty).
+    logits_lowres: (N, D, g, g) network logits (g = S / output stride); front, back: (N, S, S) float depth indices (NaN = empty).
     mode "full": upsample the logits like the release's head and compare with the (N, D, S, S) binary target;
     "lowres": compare the low-res logits with the average-pooled occupancy.
     front_weight > 0 (mode "full"): a weighted mean, voxels within a few bins of the front surface (what the
@@ -134,7 +134,7 @@ def voxel_loss(logits_lowres: torch.Tensor, front: torch.Tensor, back: torch.Ten
             w = front_band_weight(front, d, front_weight)
             return (F.binary_cross_entropy_with_logits(full, target, reduction="none") * w).sum() / w.sum()
         return F.binary_cross_entropy_with_logits(full, target)
-    return F.binary_cross_entropy_with_logits(logits, downsample_target(target, HEAD_UPSAMPLE))
+    return F.binary_cross_entropy_with_logits(logits, downsample_target(target, front.shape[-1] // logits.shape[-1]))
 
 
 def network_batch(batch: dict[str, torch.Tensor], cfg: VRNConfig, device: torch.device) -> torch.Tensor:
@@ -284,7 +284,7 @@ def init_from(net: VRN, source: str | Path) -> None:
     """Warm start ``net`` from a trained model of the same architecture (a ``.safetensors`` checkpoint of the
     package or a training state ``last.pt``).
 
-    Two ways to grow a trained model are allowed, both starting as exactly the source network:
+    Three ways to grow a trained model are allowed, all starting as (or, for the third, nearly as) the source:
 
     - an unguided source (3 channels) initialises a guided network (3 + 68): the stem's weights for the heatmap
       channels start at zero, and the network learns what the heatmaps add;
@@ -293,7 +293,10 @@ def init_from(net: VRN, source: str | Path) -> None:
       small positive constant. Such a stack adds the same constant to every feature, which the next
       per-image normalisation (the next stack's first block, the head) removes exactly. Its ReLU is open, so the
       scale gets a gradient at the first step and the layers inside the hourglass from the second (a zero
-      shift would close the ReLU for good).
+      shift would close the ReLU for good);
+    - a stride-4 source initialises a network with the refinement head (``output_stride=2``): the head keeps its
+      fresh weights, its last convolution zero, so the output is the source's logits upsampled x2 (then x2 again
+      by the surface stage, instead of x4 at once: a few thousandths of a logit apart).
 
     Any other mismatch raises ``ValueError`` naming it.
     """
@@ -307,7 +310,9 @@ def init_from(net: VRN, source: str | Path) -> None:
     own = net.state_dict()
     source_stacks = len({k.split(".")[1] for k in state if k.startswith("stacks.")})
     grown_stacks = [k for k in own if k.startswith("stacks.") and int(k.split(".")[1]) >= source_stacks > 0]
-    problems = [f"{k}: missing in {source.name}" for k in own if k not in state and k not in grown_stacks]
+    grown_head = [k for k in own if k.startswith("refine.") and not any(s.startswith("refine.") for s in state)]
+    problems = [f"{k}: missing in {source.name}" for k in own
+                if k not in state and k not in grown_stacks and k not in grown_head]
     problems += [f"{k}: not in this network" for k in state if k not in own]
     merged = {}
     for key, value in sorted(state.items()):
@@ -326,7 +331,7 @@ def init_from(net: VRN, source: str | Path) -> None:
     if problems:
         raise ValueError(f"cannot initialise from {source}: " + "; ".join(problems[:8])
                          + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""))
-    for key in grown_stacks:
+    for key in grown_stacks + grown_head:
         merged[key] = own[key]
     net.load_state_dict(merged, strict=True)
     with torch.no_grad():
