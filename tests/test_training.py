@@ -234,6 +234,32 @@ def test_warm_start_grows_more_hourglasses_that_start_as_the_source_network(tmp_
         init_from(fewer, deep_path)
 
 
+def test_warm_start_adds_the_refinement_head_starting_near_the_source(tmp_path):
+    from realtime_vrn.model.checkpoint import save_checkpoint
+    from realtime_vrn.model.network import upsample_logits
+    from realtime_vrn.training.train import init_from
+
+    torch.manual_seed(3)
+    source = VRN(TINY)
+    path = tmp_path / "coarse.safetensors"
+    save_checkpoint(path, source, {"source": "test", "licence": "MIT"})
+    refined = VRN(VRNConfig(**{**TINY.__dict__, "output_stride": 2}))
+    init_from(refined, path)
+    x = torch.rand(2, 3, TINY.input_size, TINY.input_size)
+    with torch.no_grad():
+        coarse = upsample_logits(source.forward_lowres(x), TINY.input_size)
+        fine_low = refined.forward_lowres(x)
+        fine = upsample_logits(fine_low, TINY.input_size)
+    assert fine_low.shape[-1] == TINY.input_size // 2
+    # x2 then x2 instead of x4: equal at the corners (align_corners), a small fraction of the logits elsewhere
+    torch.testing.assert_close(fine[..., ::31, ::31], coarse[..., ::31, ::31], atol=1e-5, rtol=0)
+    assert (fine - coarse).abs().mean() < 0.1 * coarse.abs().mean()
+    with pytest.raises(ValueError, match="refine"):  # and back is refused: the head would be dropped
+        fine_path = tmp_path / "fine.safetensors"
+        save_checkpoint(fine_path, refined, {"source": "test", "licence": "MIT"})
+        init_from(VRN(TINY), fine_path)
+
+
 # ------------------------------------------------------------------------------------------- metric
 
 
@@ -360,6 +386,43 @@ def test_synthetic_sample_is_deterministic_and_consistent(generator):
     assert np.nanmax(a.front) == pytest.approx(generator.cfg.front_index, abs=1.0)
     ok = ~np.isnan(a.front)
     assert ok.sum() > 200 and (a.front[ok] >= a.back[ok]).all()
+
+
+def test_camera_depth_is_measured_along_the_line_of_sight():
+    from realtime_vrn.training.synth import Camera
+
+    axis = np.array([0.6, 0.0, -0.8])  # the face is 37 deg off the optical axis, to the right
+    args = dict(focal=800.0, centre=(320.0, 240.0), rotation=np.eye(3), t=np.array([30.0, 0.0, -40.0]))
+    sight, optical = Camera(**args, axis=axis), Camera(**args)
+    scale = 800.0 / 40.0  # px per cm at the head's distance
+    towards = -2.0 * axis[None]  # 2 cm from the head's origin towards the camera, along the ray
+    across = np.array([[0.8, 0.0, 0.6]])  # 1 cm perpendicular to the ray
+    assert sight.project(np.zeros((1, 3)))[0, 2] == pytest.approx(0.0, abs=1e-4)
+    assert sight.project(towards)[0, 2] == pytest.approx(2.0 * scale, rel=1e-5)
+    assert sight.project(across)[0, 2] == pytest.approx(0.0, abs=1e-4)
+    assert optical.project(towards)[0, 2] == pytest.approx(1.6 * scale, rel=1e-5)  # only the z component
+    np.testing.assert_array_equal(sight.project(across)[:, :2], optical.project(across)[:, :2])  # same image
+
+
+@needs_face_model
+def test_ground_truth_depth_axis_is_the_line_of_sight_unless_asked_otherwise():
+    from realtime_vrn.training.dataset import config_from_json, config_json
+    from realtime_vrn.training.synth import SynthConfig, SynthGenerator
+
+    with pytest.raises(ValueError, match="depth_axis"):
+        SynthConfig(depth_axis="diagonal")
+    old = json.loads(config_json(SynthConfig()))
+    del old["depth_axis"]  # shards of sessions 1-3
+    assert config_from_json(json.dumps(old)).depth_axis == "optical_axis"
+    samples = {}
+    for axis in ("line_of_sight", "optical_axis"):
+        with SynthGenerator(SynthConfig(size=64, depth_bins=64, depth_axis=axis)) as gen:
+            samples[axis] = gen.sample(5)
+    a, b = samples["line_of_sight"], samples["optical_axis"]
+    np.testing.assert_array_equal(a.crop_points, b.crop_points)  # the same view of the same face...
+    np.testing.assert_allclose(a.face_vertices[:, :2], b.face_vertices[:, :2])
+    assert np.mean(np.abs(a.image.astype(int) - b.image.astype(int))) < 1.0
+    assert np.abs(a.face_vertices[:, 2] - b.face_vertices[:, 2]).max() > 1.0  # ...with depths turned
 
 
 def test_synthetic_face_vertices_lie_on_the_ground_truth_front(generator):

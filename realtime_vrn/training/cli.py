@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
     render.add_argument("--heldout", action="store_true",
                         help="held-out evaluation set: seeds from 1e9 and face vertices stored")
     render.add_argument("--face-model", type=Path, default=None, help="ict_face_model.npz")
+    render.add_argument("--depth-axis", choices=("line-of-sight", "optical-axis"), default="line-of-sight",
+                        help="ground-truth depth along the ray through the face (default) or along the camera's "
+                             "optical axis (the data of sessions 1-3)")
     render.set_defaults(func=_cmd_render)
 
     preview = dsub.add_parser("preview", help="a PNG grid of samples: crop, landmarks, GT depth, volume side view")
@@ -102,7 +105,8 @@ def _synth_config(args):
     from realtime_vrn.training.synth import SynthConfig
 
     try:
-        return SynthConfig(size=args.size, depth_bins=args.depth_bins)
+        return SynthConfig(size=args.size, depth_bins=args.depth_bins,
+                           depth_axis=getattr(args, "depth_axis", "line-of-sight").replace("-", "_"))
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

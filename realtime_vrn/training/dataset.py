@@ -49,6 +49,7 @@ def config_from_json(text: str) -> SynthConfig:
     data["frame_size"] = tuple(data["frame_size"])
     data["box_px"] = tuple(data["box_px"])
     data["focal_px"] = tuple(data["focal_px"])
+    data.setdefault("depth_axis", "optical_axis")  # shards written before the choice existed (sessions 1-3)
     return SynthConfig(**data)
 
 

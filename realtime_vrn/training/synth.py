@@ -15,7 +15,8 @@ inference crop rule, plus the ground truth:
    random background (real non-face photos from scikit-image, textures, noise), then degraded (blur, noise,
    JPEG, colour jitter with the paper's per-channel scale 0.6-1.4). Crop pixels outside the virtual frame are black.
 4. The ground-truth volume's front and back depth maps (:mod:`realtime_vrn.training.volumes`) come from
-   rasterising the closed face solid in the same crop frame.
+   rasterising the closed face solid in the same crop frame, depth measured along the line of sight through the
+   face (:class:`Camera`), the direction the crop looks along.
 
 Coordinates: "crop frame" = crop pixels x right, y down (pixel centres at integers) and depth index z
 (voxel units, z stretched x2: ``z_index = 2 * z_crop_px + offset``; higher = nearer the camera), the frame the
@@ -35,6 +36,9 @@ from scipy import sparse
 from realtime_vrn.training.facemodel import FaceModel
 
 log = logging.getLogger(__name__)
+
+#: Ground-truth depth axes (:attr:`SynthConfig.depth_axis`).
+DEPTH_AXES = ("line_of_sight", "optical_axis")
 
 #: The narrow face area of the ICT mesh (vertices 0-6705): forehead to just under the chin, cheeks up to the
 #: ears. The closest match to the Basel face region of 300W-LP that the paper's volumes contain.
@@ -87,6 +91,9 @@ class SynthConfig:
     crop_shift: float = 0.03          # global landmark shift (crop centre jitter), fraction of the box side
     crop_scale: float = 0.04          # global landmark scale jitter (log-normal sigma)
     front_margin: float = 0.06        # fraction of depth_bins kept free in front of the face's front-most point
+    #: Depth axis of the ground truth: "line_of_sight" (the ray from the camera through the face; session 4 on)
+    #: or "optical_axis" (the camera's axis, sessions 1-3: ambiguous for a face off the frame's centre).
+    depth_axis: str = "line_of_sight"
 
     def __post_init__(self) -> None:
         if self.size % 8 or self.size < 16:
@@ -95,6 +102,8 @@ class SynthConfig:
             raise ValueError(f"depth_bins must be >= 8, got {self.depth_bins}")
         if self.supersample < 1:
             raise ValueError(f"supersample must be >= 1, got {self.supersample}")
+        if self.depth_axis not in DEPTH_AXES:
+            raise ValueError(f"depth_axis must be one of {DEPTH_AXES}, got {self.depth_axis!r}")
 
     @property
     def front_index(self) -> float:
@@ -278,25 +287,38 @@ def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Camera:
-    """Pinhole camera at the origin looking down -z (x right, y up). The head's origin sits at ``t`` (cm)."""
+    """Pinhole camera at the origin looking down -z (x right, y up). The head's origin sits at ``t`` (cm).
+
+    ``axis``: unit vector (camera frame) of the depth axis of :meth:`project`: the ray from the camera through the
+    face (the crop's line of sight), or None for the optical axis (sessions 1-3's data).
+    """
 
     focal: float
     centre: tuple[float, float]
     rotation: np.ndarray   # (3, 3) head -> camera
     t: np.ndarray          # (3,) cm, t[2] < 0
+    axis: np.ndarray | None = None
 
     def to_camera(self, head: np.ndarray) -> np.ndarray:
         return head @ self.rotation.T + self.t
 
     def project(self, head: np.ndarray) -> np.ndarray:
         """Head-frame points (P, 3) cm -> frame pixels x, y (y down) and z (px towards the viewer, weak-perspective
-        scale at the head's distance) as (P, 3) float32."""
+        scale at the head's distance) as (P, 3) float32. z is measured along ``axis`` (zero at the head's
+        origin): a crop shows the face as seen along that ray, so a face away from the frame's centre looks
+        turned by the angle between the ray and the optical axis, and its depth must be turned with it; along
+        the optical axis instead, the same crop would have different depths depending on where in the frame it
+        was cut, which the network cannot see."""
         c = self.to_camera(head)
         dist = -self.t[2]
         inv = self.focal / -c[:, 2]
         x = self.centre[0] + c[:, 0] * inv
         y = self.centre[1] - c[:, 1] * inv
-        z = (c[:, 2] + dist) * (self.focal / dist)
+        if self.axis is None:
+            depth = c[:, 2] + dist
+        else:
+            depth = float(self.t @ self.axis) - c @ self.axis
+        z = depth * (self.focal / dist)
         return np.column_stack([x, y, z]).astype(np.float32)
 
 
@@ -704,7 +726,11 @@ class SynthGenerator:
         offset = (centre_px - np.array([w / 2, h / 2])) * dist / focal
         lm_c = lm.mean(axis=0)
         t = np.array([offset[0] - lm_c[0], -offset[1] - lm_c[1], -dist], np.float32)
-        return Camera(focal, (w / 2, h / 2), rot, t)
+        axis = None
+        if cfg.depth_axis == "line_of_sight":  # through the landmarks' centre, where the crop looks
+            towards = lm_c + t
+            axis = (towards / np.linalg.norm(towards)).astype(np.float64)
+        return Camera(focal, (w / 2, h / 2), rot, t, axis)
 
     def sample(self, seed: int) -> SynthSample:
         """The sample of this seed (same seed -> same sample)."""
