@@ -116,8 +116,8 @@ class TensorRTBackend(InferenceBackend):
         self.outputs_on_device = True
 
     def infer_device(self, batch):
-        """(B, C, S, S) float32 batch -> (B', D, g, g) float32 CUDA tensor (g = cfg.grid_size), B' = the recipe's batch (rows past
-        B are padding). ``batch``: a host NumPy array (copied through the pinned buffer) or a CUDA tensor.
+        """(B, C, S, S) float32 batch -> (B', D, g, g) float32 CUDA tensor (g = cfg.grid_size), B' = the recipe's
+        batch (rows past B are padding). ``batch``: a host NumPy array (copied through the pinned buffer) or a CUDA tensor.
 
         Runs on the backend's stream after the caller's current stream, and makes the caller's stream wait for it,
         so a consumer on the caller's stream (the CuPy surface stage on the default stream) reads finished logits

@@ -2,7 +2,8 @@
 
 :class:`CupyMarchingCubes` turns one frame's low-resolution logits ``(D, h, w)`` float32 (on the GPU: a CuPy
 array or a torch CUDA tensor, shared without a copy through DLPack) into an indexed mesh that stays on the GPU
-(:class:`DeviceMesh`), evaluating the bilinear upsample (the release's x4, x2 after the refinement head) on the fly. Phases, output order and
+(:class:`DeviceMesh`), evaluating the bilinear upsample (the release's x4, x2 after the refinement head) on the
+fly. Phases, output order and
 coordinate frame are those of the NumPy twin, :mod:`realtime_vrn.gpu.mc_twin`, which it equals (indices
 exactly, positions to 1e-5).
 

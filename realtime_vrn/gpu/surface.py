@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class DeviceSurfaceExtractor:
-    """GPU iso-surface (logit 0) of one model's (D, g, g) logits (g = ``cfg.grid_size``); buffers allocated once, reused per frame.
+    """GPU iso-surface (logit 0) of one model's (D, g, g) logits (g = ``cfg.grid_size``); buffers allocated once,
+    reused per frame.
 
     ``runtime`` replaces the CuPy runtime (tests run the kernels compiled for the CPU through it).
     """

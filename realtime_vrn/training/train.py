@@ -119,7 +119,8 @@ def voxel_loss(logits_lowres: torch.Tensor, front: torch.Tensor, back: torch.Ten
                front_weight: float = 0.0) -> torch.Tensor:
     """Mean per-voxel sigmoid cross-entropy.
 
-    logits_lowres: (N, D, g, g) network logits (g = S / output stride); front, back: (N, S, S) float depth indices (NaN = empty).
+    logits_lowres: (N, D, g, g) network logits (g = S / output stride); front, back: (N, S, S) float depth
+    indices (NaN = empty).
     mode "full": upsample the logits like the release's head and compare with the (N, D, S, S) binary target;
     "lowres": compare the low-res logits with the average-pooled occupancy.
     front_weight > 0 (mode "full"): a weighted mean, voxels within a few bins of the front surface (what the
