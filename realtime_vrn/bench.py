@@ -113,7 +113,7 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
           f"RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {100} frames, "
           f"{summary.rss_end_mb:.0f} at the end")
     if logits:
-        result["surface"] = _surface_comparison(logits, surface_runs)
+        result["surface"] = _surface_comparison(logits, surface_runs, stride=_output_stride(summary.model))
         if logits[0].shape != FULL_GRID:
             result["surface_full_grid"] = _surface_comparison([_to_full_grid(x) for x in logits], surface_runs,
                                                               label="surface (resampled to 200x48x48)")
@@ -141,10 +141,24 @@ def _to_full_grid(logits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(zoom(logits, factors, order=1), dtype=np.float32)
 
 
-def _surface_comparison(logits: list[np.ndarray], runs: int, label: str = "surface") -> dict:
-    from realtime_vrn.surface.reference import compare_with_reference
+def _output_stride(model_path: str) -> int:
+    """The run's model's output stride (4: the release's head; 2: the refinement head), read from its header."""
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
+    from realtime_vrn.model.network import HEAD_UPSAMPLE
 
-    per_frame = [compare_with_reference(x, runs=runs) for x in logits]
+    try:
+        return read_checkpoint_header(model_path).cfg.output_stride
+    except Exception:  # noqa: BLE001 - a bench of an odd model still reports; the release's stride then
+        return HEAD_UPSAMPLE
+
+
+def _surface_comparison(logits: list[np.ndarray], runs: int, label: str = "surface", stride: int = 4) -> dict:
+    """Fast extractor vs the full-volume reference on a run's (D, h, w) logits, upsampled by ``stride``."""
+    from realtime_vrn.surface.extract import SurfaceExtractor
+    from realtime_vrn.surface.reference import compare_with_reference, config_for
+
+    extractor = SurfaceExtractor(config_for(logits[0], stride))
+    per_frame = [compare_with_reference(x, runs=runs, extractor=extractor) for x in logits]
     keys = ("fast_median_ms", "reference_median_ms", "speedup", "mean_distance", "p95_distance")
     agg = {k: float(np.median([r[k] for r in per_frame])) for k in keys if k in per_frame[0]}
     agg["worst_p95_distance"] = float(max(r.get("p95_distance", 0.0) for r in per_frame))
