@@ -115,8 +115,10 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
     if logits:
         result["surface"] = _surface_comparison(logits, surface_runs, stride=_output_stride(summary.model))
         if logits[0].shape != FULL_GRID:
+            from realtime_vrn.model.network import HEAD_UPSAMPLE  # the released model's x4
+
             result["surface_full_grid"] = _surface_comparison([_to_full_grid(x) for x in logits], surface_runs,
-                                                              label="surface (resampled to 200x48x48)")
+                                                              HEAD_UPSAMPLE, label="surface (resampled to 200x48x48)")
     if backends:
         result["network"] = _network_backends(config, backends)
         if full_network:
@@ -143,16 +145,17 @@ def _to_full_grid(logits: np.ndarray) -> np.ndarray:
 
 def _output_stride(model_path: str) -> int:
     """The run's model's output stride (4: the release's head; 2: the refinement head), read from its header."""
+    from realtime_vrn.errors import WeightsError
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.model.network import HEAD_UPSAMPLE
 
     try:
         return read_checkpoint_header(model_path).cfg.output_stride
-    except Exception:  # noqa: BLE001 - a bench of an odd model still reports; the release's stride then
+    except WeightsError:  # the run read it already; if it is gone since, report at the release's stride
         return HEAD_UPSAMPLE
 
 
-def _surface_comparison(logits: list[np.ndarray], runs: int, label: str = "surface", stride: int = 4) -> dict:
+def _surface_comparison(logits: list[np.ndarray], runs: int, stride: int, label: str = "surface") -> dict:
     """Fast extractor vs the full-volume reference on a run's (D, h, w) logits, upsampled by ``stride``."""
     from realtime_vrn.surface.extract import SurfaceExtractor
     from realtime_vrn.surface.reference import compare_with_reference, config_for

@@ -173,24 +173,36 @@ def test_a_tiny_network_fits_one_batch():
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_warm_start_copies_weights_and_grows_an_unguided_stem_for_guidance(tmp_path):
+def _saved(net: VRN, path):
+    """``net`` written as a package checkpoint at ``path`` (for warm starts); returns the path."""
     from realtime_vrn.model.checkpoint import save_checkpoint
+
+    save_checkpoint(path, net, {"source": "test", "licence": "MIT", "description": path.stem})
+    return path
+
+
+def _warm_started(path, **changes) -> VRN:
+    """A TINY variant (``changes`` to its configuration) initialised from the checkpoint at ``path``."""
+    from realtime_vrn.training.train import init_from
+
+    net = VRN(VRNConfig(**{**TINY.__dict__, **changes}))
+    init_from(net, path)
+    return net
+
+
+def test_warm_start_copies_weights_and_grows_an_unguided_stem_for_guidance(tmp_path):
     from realtime_vrn.training.train import init_from
 
     torch.manual_seed(1)
     source = VRN(TINY).eval()
-    path = tmp_path / "tiny.safetensors"
-    save_checkpoint(path, source, {"source": "test", "licence": "MIT", "description": "tiny"})
+    path = _saved(source, tmp_path / "tiny.safetensors")
 
-    same = VRN(TINY).eval()
-    init_from(same, path)
+    same = _warm_started(path).eval()
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(same(x), source(x))
 
-    guided_cfg = VRNConfig(**{**TINY.__dict__, "in_channels": 3 + 68})
-    guided = VRN(guided_cfg).eval()
-    init_from(guided, path)
+    guided = _warm_started(path, in_channels=3 + 68).eval()
     heatmaps = torch.rand(1, 68, 32, 32)  # zero stem weights: the guided net starts as the unguided one
     with torch.no_grad():
         torch.testing.assert_close(guided(torch.cat([x, heatmaps], 1)), source(x))
@@ -202,7 +214,6 @@ def test_warm_start_copies_weights_and_grows_an_unguided_stem_for_guidance(tmp_p
 
 
 def test_warm_start_grows_more_hourglasses_that_start_as_the_source_network(tmp_path):
-    from realtime_vrn.model.checkpoint import save_checkpoint
     from realtime_vrn.training.train import init_from
 
     torch.manual_seed(2)
@@ -210,10 +221,7 @@ def test_warm_start_grows_more_hourglasses_that_start_as_the_source_network(tmp_
     with torch.no_grad():
         for p in source.parameters():
             p.add_(0.1 * torch.randn_like(p))  # not the default init
-    path = tmp_path / "one.safetensors"
-    save_checkpoint(path, source, {"source": "test", "licence": "MIT"})
-    deeper = VRN(VRNConfig(**{**TINY.__dict__, "stacks": 3}))
-    init_from(deeper, path)
+    deeper = _warm_started(_saved(source, tmp_path / "one.safetensors"), stacks=3)
     x = torch.rand(2, 3, TINY.input_size, TINY.input_size)
     with torch.no_grad():
         assert torch.allclose(deeper.forward_lowres(x), source.forward_lowres(x), atol=1e-4)
@@ -229,22 +237,16 @@ def test_warm_start_grows_more_hourglasses_that_start_as_the_source_network(tmp_
         assert stack.level.upper[0].conv1.weight.grad.abs().sum() > 0
     fewer = VRN(TINY)  # shrinking is refused
     with pytest.raises(ValueError, match="stacks.1"):
-        deep_path = tmp_path / "three.safetensors"
-        save_checkpoint(deep_path, deeper, {"source": "test", "licence": "MIT"})
-        init_from(fewer, deep_path)
+        init_from(fewer, _saved(deeper, tmp_path / "three.safetensors"))
 
 
 def test_warm_start_adds_the_refinement_head_starting_near_the_source(tmp_path):
-    from realtime_vrn.model.checkpoint import save_checkpoint
     from realtime_vrn.model.network import upsample_logits
     from realtime_vrn.training.train import init_from
 
     torch.manual_seed(3)
     source = VRN(TINY)
-    path = tmp_path / "coarse.safetensors"
-    save_checkpoint(path, source, {"source": "test", "licence": "MIT"})
-    refined = VRN(VRNConfig(**{**TINY.__dict__, "output_stride": 2}))
-    init_from(refined, path)
+    refined = _warm_started(_saved(source, tmp_path / "coarse.safetensors"), output_stride=2)
     x = torch.rand(2, 3, TINY.input_size, TINY.input_size)
     with torch.no_grad():
         coarse = upsample_logits(source.forward_lowres(x), TINY.input_size)
@@ -255,9 +257,7 @@ def test_warm_start_adds_the_refinement_head_starting_near_the_source(tmp_path):
     torch.testing.assert_close(fine[..., ::31, ::31], coarse[..., ::31, ::31], atol=1e-5, rtol=0)
     assert (fine - coarse).abs().mean() < 0.1 * coarse.abs().mean()
     with pytest.raises(ValueError, match="refine"):  # and back is refused: the head would be dropped
-        fine_path = tmp_path / "fine.safetensors"
-        save_checkpoint(fine_path, refined, {"source": "test", "licence": "MIT"})
-        init_from(VRN(TINY), fine_path)
+        init_from(VRN(TINY), _saved(refined, tmp_path / "fine.safetensors"))
 
 
 # ------------------------------------------------------------------------------------------- metric

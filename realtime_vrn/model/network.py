@@ -201,8 +201,7 @@ class Refine(nn.Module):
         up = F.interpolate(features, size=size, mode="bilinear", align_corners=False)
         y = F.relu(self.mix_bn(self.mix(torch.cat([up, skip], 1))))
         y = F.relu(self.conv_bn(self.conv(y)))
-        coarse = F.interpolate(coarse_logits, size=size, mode="bilinear", align_corners=True)
-        return coarse + self.out(y)
+        return upsample_logits(coarse_logits, size[-1]) + self.out(y)
 
 
 class VRN(nn.Module):

@@ -276,6 +276,18 @@ def face_solid(vertices: np.ndarray, assets: FaceAssets, back_z: float = BACK_PL
 # ------------------------------------------------------------------------------------------- geometry
 
 
+@dataclass(frozen=True)
+class Scene:
+    """A sample's head and camera (:meth:`SynthGenerator.scene`): ICT identity weights (100,) and expression
+    weights (53,) float32, the head's vertices (V, 3) cm in the head frame, pose (yaw, pitch, roll) degrees."""
+
+    identity: np.ndarray
+    expression: np.ndarray
+    head: np.ndarray
+    pose: np.ndarray
+    camera: "Camera"
+
+
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Head-to-camera rotation (3, 3) for angles in degrees: roll(z) @ pitch(x) @ yaw(y)."""
     y, p, r = np.radians([yaw, pitch, roll])
@@ -732,17 +744,25 @@ class SynthGenerator:
             axis = (towards / np.linalg.norm(towards)).astype(np.float64)
         return Camera(focal, (w / 2, h / 2), rot, t, axis)
 
+    def scene(self, seed: int) -> tuple[np.random.Generator, Scene]:
+        """The first draws of :meth:`sample` for this seed: identity, expression, pose and camera, and the random
+        generator positioned after them (``sample`` draws the rest from it). For analyses that re-stage a
+        sample's head and camera without rendering it."""
+        rng = np.random.default_rng([seed, 0x5E7D])
+        identity = rng.standard_normal(self.model.n_identities).astype(np.float32)
+        expression = random_expression(rng, self.model)
+        head = self.model.vertices(identity, expression)
+        pose = random_pose(rng, self.cfg)
+        return rng, Scene(identity, expression, head, pose, self._camera(rng, head, pose))
+
     def sample(self, seed: int) -> SynthSample:
         """The sample of this seed (same seed -> same sample)."""
         from realtime_vrn.crop import CropTransform
 
         self._raster.open()
         cfg, model, assets = self.cfg, self.model, self.assets
-        rng = np.random.default_rng([seed, 0x5E7D])
-        head = model.vertices(rng.standard_normal(model.n_identities).astype(np.float32),
-                              random_expression(rng, model))
-        pose = random_pose(rng, cfg)
-        cam = self._camera(rng, head, pose)
+        rng, scene = self.scene(seed)
+        head, pose, cam = scene.head, scene.pose, scene.camera
 
         frame_pts = cam.project(head)                       # (V, 3) frame px, z px towards viewer
         lm_frame = frame_pts[model.landmarks68]

@@ -31,11 +31,8 @@ def main() -> None:
     zrange = (cfg.depth_bins * synth._ZNEAR_BINS, cfg.depth_bins * synth._ZFAR_BINS)
     scores: dict[str, list[float]] = {"true head": [], "mean identity, true expression": [], "mean face": []}
     for seed in range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.count):
-        rng = np.random.default_rng([seed, 0x5E7D])  # the order of draws of SynthGenerator.sample
-        identity = rng.standard_normal(model.n_identities).astype(np.float32)
-        expression = synth.random_expression(rng, model)
-        head = model.vertices(identity, expression)
-        cam = gen._camera(rng, head, synth.random_pose(rng, cfg))
+        rng, scene = gen.scene(seed)  # rng continues with the draws sample() makes next (the tracker noise)
+        identity, expression, head, cam = scene.identity, scene.expression, scene.head, scene.camera
         frame = cam.project(head)
         crop = CropTransform.from_landmarks(synth.tracker_noise(rng, frame[model.landmarks68][:, :2], cfg),
                                             size=cfg.size)

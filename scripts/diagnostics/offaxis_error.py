@@ -19,14 +19,9 @@ from realtime_vrn.training import synth
 
 
 def off_axis_degrees(gen: synth.SynthGenerator, seed: int) -> float:
-    """Angle (deg) between the optical axis and the ray to the landmarks' centre, replaying ``sample(seed)``'s draws."""
-    cfg, model = gen.cfg, gen.model
-    rng = np.random.default_rng([seed, 0x5E7D])  # the order of draws of SynthGenerator.sample
-    head = model.vertices(rng.standard_normal(model.n_identities).astype(np.float32),
-                          synth.random_expression(rng, model))
-    pose = synth.random_pose(rng, cfg)
-    cam = gen._camera(rng, head, pose)
-    centre = cam.to_camera(head[model.landmarks68]).mean(axis=0)
+    """Angle (deg) between the optical axis and the ray to the landmarks' centre of ``sample(seed)``."""
+    _, scene = gen.scene(seed)
+    centre = scene.camera.to_camera(scene.head[gen.model.landmarks68]).mean(axis=0)
     return float(np.degrees(np.arctan(np.linalg.norm(centre[:2]) / -centre[2])))
 
 
