@@ -161,6 +161,35 @@ def test_unreadable_model_card_is_reported(saved):
 # -- rejected files -------------------------------------------------------------------------------------------
 
 
+def test_damaged_tensor_data_behind_an_intact_header_is_refused(saved):
+    """Issue 13 item 8: bytes flipped in the tensor data (the header intact) used to load silently."""
+    path, _, _ = saved
+    data = bytearray(path.read_bytes())
+    data[-100:-90] = b"\x7f" * 10  # inside the last tensor's float32 data
+    path.write_bytes(bytes(data))
+    read_checkpoint_header(path)  # the header is fine
+    with pytest.raises(WeightsError, match="corrupt: its tensor data has SHA-256"):
+        load_checkpoint(path)
+
+
+def test_files_without_a_tensor_digest_still_load(saved, tmp_path):
+    path, net, _ = saved
+    raw = _write_raw(tmp_path / "old.safetensors", dict(net.state_dict()), _our_metadata())
+    assert torch.equal(load_checkpoint(raw).state_dict["head_out.bias"], net.state_dict()["head_out.bias"])
+
+
+def test_nan_weights_are_refused_in_one_line(tmp_path):
+    net = _tiny_model()
+    with torch.no_grad():
+        net.head_out.bias[0] = float("nan")
+        net.head_out.weight[1, 0] = float("inf")
+    path = tmp_path / "nan.safetensors"
+    save_checkpoint(path, net, META)
+    with pytest.raises(WeightsError, match=r"NaN or infinite weights in 2 tensor\(s\) \(head_out") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(WeightsError, match="does not exist.*--weights PATH"):
         load_checkpoint(tmp_path / "nope.safetensors")

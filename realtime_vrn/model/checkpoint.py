@@ -9,11 +9,14 @@ string metadata (safetensors' ``__metadata__``)::
     source          where the weights come from (URL, training run, "converted from vrn-unguided.t7", ...)
     licence         licence of the weights ("unknown" is allowed, but must be said)
     description     free text
+    tensors_sha256  SHA-256 (hex) of the tensor bytes after the header (written since 2026-12; older files
+                    have none): a file whose header is intact but whose tensor data is damaged is refused
 
 The SHA-256 of the whole file is computed on every load and exposed as :attr:`Checkpoint.sha256`. It is
 verified against an expected value when one is given, or else against the model card ``<stem>.json`` beside
 the file when there is one (the installed-model registry writes one; see :func:`write_model_card`).
-Loading is strict: every missing, unexpected or wrongly shaped tensor is reported in one :class:`WeightsError`.
+Loading is strict: every missing, unexpected or wrongly shaped tensor is reported in one :class:`WeightsError`,
+and so is a tensor holding NaN or infinity (a network with such weights outputs nothing usable).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ _HEADER_LEN_BYTES = 8
 _HEADER_ALIGN = 8
 #: Refuse absurd header lengths before reading them (safetensors itself caps headers at 100 MB).
 _MAX_HEADER_BYTES = 100_000_000
+#: Metadata key of the tensor bytes' SHA-256 (the whole file's digest cannot live inside the file).
+TENSORS_SHA256_KEY = "tensors_sha256"
 _REMEDY = (
     "install a model with `realtime-vrn weights fetch` + `realtime-vrn weights convert FILE`, "
     "or pass a checkpoint written by realtime-vrn with --weights PATH"
@@ -117,7 +122,7 @@ def save_checkpoint(path: str | os.PathLike, model: VRN, meta: CheckpointMeta | 
         "licence": meta.licence,
         "description": meta.description,
     }
-    data = _canonical_header(save(tensors, metadata=metadata))
+    data = _canonical_header(save(tensors, metadata=metadata), tensors_sha256=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -245,8 +250,30 @@ def _load(path: Path, expected_sha256: str | None, origin: str) -> Checkpoint:
             f"checkpoint {path} has SHA-256 {sha256}, but {origin} expects {expected_sha256}: the file is corrupt "
             f"or not the model it claims to be; install it again"
         )
+    _check_tensor_digest(path, data, header_len)
     state_dict = _deserialize(path, data)
+    _check_finite(path, state_dict)
     return Checkpoint(cfg=header.cfg, state_dict=state_dict, meta=header.meta, sha256=sha256, path=path)
+
+
+def _check_tensor_digest(path: Path, data: bytes, header_len: int) -> None:
+    """Compare the tensor bytes with the ``tensors_sha256`` the writer stored in the header (when there is one)."""
+    raw = data[_HEADER_LEN_BYTES : _HEADER_LEN_BYTES + header_len]
+    expected = (json.loads(raw).get("__metadata__") or {}).get(TENSORS_SHA256_KEY)
+    if expected is None:
+        return
+    found = hashlib.sha256(data[_HEADER_LEN_BYTES + header_len :]).hexdigest()
+    if found != expected:
+        raise WeightsError(f"checkpoint {path} is corrupt: its tensor data has SHA-256 {found[:12]}..., its header "
+                           f"records {str(expected)[:12]}...; install or copy the model again")
+
+
+def _check_finite(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
+    bad = [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise WeightsError(f"checkpoint {path} has NaN or infinite weights in {len(bad)} tensor(s) "
+                           f"({_abbreviate(bad, 3)}): the training diverged or the file is damaged; use another "
+                           f"checkpoint")
 
 
 def _is_sha256(value: object) -> bool:
@@ -370,14 +397,18 @@ def _abbreviate(items: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _canonical_header(data: bytes) -> bytes:
-    """Rewrite a serialised safetensors file's JSON header with sorted keys (the tensor bytes are unchanged).
+def _canonical_header(data: bytes, tensors_sha256: bool = False) -> bytes:
+    """Rewrite a serialised safetensors file's JSON header with sorted keys (the tensor bytes are unchanged);
+    ``tensors_sha256`` adds the SHA-256 of the tensor bytes to the metadata (:data:`TENSORS_SHA256_KEY`).
 
     safetensors writes the metadata table in hash-map order, so saving the same model twice gave different
     bytes and SHA-256s; with a canonical header a conversion is reproducible and its digest can be published.
     """
     (header_len,) = struct.unpack("<Q", data[:_HEADER_LEN_BYTES])
     header = json.loads(data[_HEADER_LEN_BYTES : _HEADER_LEN_BYTES + header_len])
+    if tensors_sha256:
+        digest = hashlib.sha256(data[_HEADER_LEN_BYTES + header_len :]).hexdigest()
+        header.setdefault("__metadata__", {})[TENSORS_SHA256_KEY] = digest
     raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % _HEADER_ALIGN)  # safetensors pads with spaces so the tensor data stays aligned
     return struct.pack("<Q", len(raw)) + raw + data[_HEADER_LEN_BYTES + header_len :]
