@@ -50,8 +50,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                      help="video files: drop frames when slower than the file's frame rate (as a camera)")
     out = p.add_argument_group("output")
     out.add_argument("--output", type=Path, metavar="FILE|DIR",
-                     help="video file (.mp4) or image file/folder with the reconstruction drawn in")
-    out.add_argument("--export", type=Path, metavar="DIR", help="write meshes into DIR")
+                     help="video file (.mp4 .m4v .mov .avi), image file (.png .jpg) or folder (no suffix) with the "
+                          "reconstruction drawn in")
+    out.add_argument("--export", type=Path, metavar="DIR", help="write meshes into DIR (new or empty)")
+    out.add_argument("--overwrite", action="store_true", default=None,
+                     help="allow --export into a folder that already holds files")
     out.add_argument("--export-every", type=positive_int, metavar="N", help="export every N-th mesh (default 1)")
     out.add_argument("--mesh-format", choices=("obj", "ply"), help="mesh file format (default obj)")
     out.add_argument("--y-up", action="store_true", default=None,
@@ -165,6 +168,7 @@ def _demo_defaults(config) -> None:
     if config.export is None:
         config.export = DEMO_OUTPUT_DIR / "meshes"
         config.export_every = max(config.export_every, 30)
+        config.overwrite = True  # the demo's own folder: a second demo run replaces the first one's meshes
     log.info("no input given: reconstructing the bundled demo clip into %s/", DEMO_OUTPUT_DIR)
 
 

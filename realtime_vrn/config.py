@@ -20,6 +20,7 @@ VIEWS = ("overlay", "side_by_side", "mesh3d")
 MESH_FORMATS = ("obj", "ply")
 SURFACE_KINDS = ("auto", "cpu", "cuda")
 SOURCE_FIELDS = ("camera", "video", "image")
+FACE_CHOICES = ("all", "largest")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RunConfig:
     output: Path | None = None  # video file (.mp4/.avi) or image folder / image file
     export: Path | None = None  # folder for meshes
     export_every: int = 1  # export the mesh of every N-th frame with a face
+    overwrite: bool = False  # allow --export into a folder that already holds files
     mesh_format: str = "obj"
     y_up: bool = False  # export with y up (MeshLab / Blender); default: frame pixels, y down
     virtual_camera: bool = False
@@ -83,8 +85,9 @@ class RunConfig:
                               "Use it with --video (the clip it was recorded from)")
         if self.landmarks is not None and self.record_landmarks is not None:
             raise ConfigError("--landmarks and --record-landmarks together would copy the recording; give one")
-        if self.record_landmarks is not None and not Path(self.record_landmarks).parent.is_dir():
-            raise ConfigError(f"--record-landmarks: folder {Path(self.record_landmarks).parent} does not exist")
+        for flag, path in (("--record-landmarks", self.record_landmarks), ("--benchmark", self.benchmark)):
+            if path is not None:  # written when the run ends: a folder we cannot write to must fail now
+                check_writable_folder(flag, Path(path).parent)
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a camera index >= 0, got {self.camera}")
         return self
@@ -94,10 +97,43 @@ class RunConfig:
         return self.camera is None and self.video is None and self.image is None
 
 
+def check_writable_folder(flag: str, folder: Path) -> None:
+    """ConfigError unless a file can be created in ``folder`` (tried for real: permissions, read-only mounts and
+    special file systems all answer the same way)."""
+    import tempfile
+
+    folder = folder if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"{flag}: folder {folder} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".realtime-vrn-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{flag}: cannot write into folder {folder} ({err.strerror or err})") from err
+
+
+#: The TOML value types each kind of field accepts (bool is not an int here, and 2.7 is not an int).
+_TOML_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "Path": (str,), "str": (str,)}
+
+
+def _field_kind(name: str) -> str:
+    kind = str({f.name: f for f in dataclasses.fields(RunConfig)}[name].type)
+    return next(k for k in ("bool", "Path", "int", "float", "str") if k in kind)
+
+
+def _check_file_value(name: str, raw: Any, source: Path) -> Any:
+    """A value from a TOML file must already have its field's type: no silent conversion (2.7 -> 2)."""
+    kind = _field_kind(name)
+    if isinstance(raw, _TOML_TYPES[kind]) and not (kind != "bool" and isinstance(raw, bool)):
+        return _coerce(name, raw)
+    expected = {"bool": "true or false", "int": "a whole number", "float": "a number", "Path": "a path string",
+                "str": "a string"}[kind]
+    raise ConfigError(f"{source}: {name} must be {expected}, got {raw!r}")
+
+
 def _coerce(name: str, raw: Any) -> Any:
     """Convert a value from the environment or a file to the field's type."""
-    f = {f.name: f for f in dataclasses.fields(RunConfig)}[name]
-    kind = str(f.type)
+    kind = _field_kind(name)
     try:
         if raw is None:
             return None
@@ -116,7 +152,7 @@ def _coerce(name: str, raw: Any) -> Any:
         if "float" in kind:
             return float(raw)
         return str(raw)
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"bad value for {name}: {raw!r} ({kind} expected)") from err
 
 
@@ -133,12 +169,14 @@ def load_config(cli: Mapping[str, Any], config_file: Path | None = None,
             data = tomllib.loads(Path(config_file).read_text())
         except FileNotFoundError as err:
             raise ConfigError(f"configuration file not found: {config_file}") from err
+        except OSError as err:  # a folder, no permission, an I/O error
+            raise ConfigError(f"cannot read configuration file {config_file}: {err.strerror or err}") from err
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"configuration file {config_file} is not valid TOML: {err}") from err
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown keys in {config_file}: {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        values.update({k: _coerce(k, v) for k, v in data.items()})
+        values.update({k: _check_file_value(k, v, Path(config_file)) for k, v in data.items()})
     env = os.environ if environ is None else environ
     for name in names:
         raw = env.get(ENV_PREFIX + name.upper())

@@ -12,17 +12,74 @@ from pathlib import Path
 from typing import Any
 
 from realtime_vrn.config import RunConfig
-from realtime_vrn.errors import OutputError
+from realtime_vrn.errors import ConfigError, OutputError
 from realtime_vrn.stats import LatencyStats
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+#: --output kinds: a video file (the containers VideoFileSink has a codec for), an image file (numbered
+#: beside it) or, without a suffix, a folder of PNGs. Anything else is refused before any model loads.
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: While paused, wait this long for input between redraws (responsive without spinning a core).
 PAUSED_WAIT_S = 1 / 30
 #: Stages shown on the HUD, in pipeline order.
 HUD_STAGES = ("landmarks", "crop", "network", "surface", "render")
+
+
+def output_kind(path: Path) -> str:
+    """"video", "image" or "folder" for an ``--output`` path; ConfigError (listing the kinds) for another suffix."""
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if not suffix or path.is_dir():
+        return "folder"
+    raise ConfigError(f"--output {path}: unknown output type {suffix!r}; use a video file "
+                      f"({', '.join(VIDEO_SUFFIXES)}), an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder "
+                      f"(no suffix)")
+
+
+def check_run_paths(config: RunConfig, inputs: dict[str, Path]) -> None:
+    """Refuse, before anything loads, a run that would overwrite its own input or mix a new run into old files.
+
+    inputs: flag -> path of every file or folder the run reads (``--video``, ``--image``, ``--landmarks``, ...).
+    Every output (``--output``, ``--export``, ``--record-landmarks``, ``--benchmark``) must differ from every
+    input (same file through another name, symlink or hard link included) and from the other outputs; a
+    non-empty ``--export`` folder needs ``--overwrite``.
+    """
+    if config.output is not None:
+        output_kind(config.output)
+    outputs = {flag: Path(p) for flag, p in (("--output", config.output), ("--export", config.export),
+                                             ("--record-landmarks", config.record_landmarks),
+                                             ("--benchmark", config.benchmark)) if p is not None}
+    for out_flag, out_path in outputs.items():
+        for in_flag, in_path in inputs.items():
+            if _same_path(out_path, Path(in_path)):
+                raise ConfigError(f"{out_flag} {out_path} is the input {in_flag} {in_path}: it would be "
+                                  f"overwritten while it is read; write to another name")
+    flags = list(outputs)
+    for i, a in enumerate(flags):
+        for b in flags[i + 1:]:
+            if _same_path(outputs[a], outputs[b]):
+                raise ConfigError(f"{a} and {b} are the same path {outputs[a]}; give each output its own name")
+    export = config.export
+    if export is not None and export.is_dir() and not config.overwrite:
+        old = [p.name for p in export.iterdir()]
+        if old:
+            raise ConfigError(f"--export folder {export} already holds {len(old)} file(s) (e.g. {sorted(old)[0]}); "
+                              f"new meshes would mix with them: use a new folder, or add --overwrite")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file or folder (existing: same inode; else the same resolved path)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def display_available() -> bool:
@@ -155,15 +212,15 @@ class Outputs:
     def _file_sink(self, path: Path, width: int, height: int, fps: float):
         from realtime_vrn.sinks import ImageFolderSink, VideoFileSink
 
-        suffix = path.suffix.lower()
+        kind = output_kind(path)
         try:
-            (path.parent if suffix else path).mkdir(parents=True, exist_ok=True)
+            (path if kind == "folder" else path.parent).mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"cannot create the output folder for {path}: {err.strerror}") from err
-        if suffix in VIDEO_SUFFIXES:
+        if kind == "video":
             return VideoFileSink(path, fps, size=self._picture_size(width, height))
-        if suffix in IMAGE_SUFFIXES:  # photo.png -> photo_000000.png, photo_000001.png, ... beside it
-            return ImageFolderSink(path.parent, prefix=path.stem + "_", suffix=suffix)
+        if kind == "image":  # photo.png -> photo_000000.png, photo_000001.png, ... beside it
+            return ImageFolderSink(path.parent, prefix=path.stem + "_", suffix=path.suffix)
         return ImageFolderSink(path)
 
     def close(self) -> None:

@@ -253,8 +253,10 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     from realtime_vrn.backends.base import open_backend
     from realtime_vrn.gpu.surface import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
+    from realtime_vrn.outputs import check_run_paths
     from realtime_vrn.weights.registry import resolve_weights
 
+    check_run_paths(config, _inputs(config))  # before anything loads: never overwrite an input
     weights = resolve_weights(config.model, config.weights)  # before any device is opened: fail fast
     cfg = read_checkpoint_header(weights).cfg
     summary = RunSummary(model=str(weights), rss_start_mb=rss_mb())
@@ -265,6 +267,15 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
         _run_loop(config, cfg, backend, extractor, summary, on_frame)
     summary.rss_end_mb = rss_mb()
     return summary
+
+
+def _inputs(config: RunConfig) -> dict[str, Path]:
+    """Every file or folder the run reads, by the option that names it."""
+    from realtime_vrn.assets import demo_clip_path
+
+    inputs = {"--video": config.video or (demo_clip_path() if config.is_demo else None),
+              "--image": config.image, "--landmarks": config.landmarks, "--weights": config.weights}
+    return {flag: Path(path) for flag, path in inputs.items() if path is not None}
 
 
 def _open_source(config: RunConfig):

@@ -62,3 +62,43 @@ def test_bad_file(tmp_path):
     unknown.write_text("speed = 3\n")
     with pytest.raises(ConfigError, match="unknown keys"):
         load_config({}, config_file=unknown, environ={})
+
+
+@pytest.mark.parametrize("line, message", [
+    ("blend = [1]", "blend must be a number, got [1]"),
+    ("video = 5", "video must be a path string, got 5"),
+    ("output = {a = 1}", "output must be a path string"),
+    ("max_frames = 2.7", "max_frames must be a whole number, got 2.7"),
+    ("max_frames = true", "max_frames must be a whole number, got True"),
+    ("headless = 1", "headless must be true or false, got 1"),
+])
+def test_file_values_of_the_wrong_type_are_refused(tmp_path, line, message):
+    """Issue 13: these raised TypeError tracebacks (or truncated 2.7 to 2 silently)."""
+    f = tmp_path / "vrn.toml"
+    f.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config({}, config_file=f, environ={})
+
+
+def test_file_values_of_the_right_type_are_kept(tmp_path):
+    f = tmp_path / "vrn.toml"
+    f.write_text('blend = 1\nmax_frames = 3\nvideo = "clip.mp4"\nheadless = true\n')
+    c = load_config({}, config_file=f, environ={})
+    assert (c.blend, c.max_frames, c.video, c.headless) == (1.0, 3, Path("clip.mp4"), True)
+
+
+def test_config_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read configuration file .*: Is a directory"):
+        load_config({}, config_file=tmp_path, environ={})
+
+
+def test_environment_integer_is_not_truncated():
+    with pytest.raises(ConfigError, match="bad value for max_frames"):
+        load_config({}, environ={"REALTIME_VRN_MAX_FRAMES": "2.7"})
+
+
+@pytest.mark.parametrize("flag", ["record_landmarks", "benchmark"])
+def test_end_of_run_outputs_need_a_writable_folder_at_the_start(flag):
+    """/proc refuses new files even to root: the check tries a real file, not the permission bits."""
+    with pytest.raises(ConfigError, match="cannot write into folder /proc"):
+        load_config({flag: Path("/proc/out.npz")}, environ={})
