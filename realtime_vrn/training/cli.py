@@ -91,13 +91,25 @@ def add_parser(subparsers) -> None:
                        help="do not train: export OUT/last.pt as a .safetensors checkpoint")
     train.set_defaults(func=_cmd_train)
 
-    ev = subparsers.add_parser("eval", help="dense NME by yaw bucket on a held-out synthetic set")
-    ev.add_argument("model", type=Path, help="a .safetensors checkpoint or a training state (last.pt)")
-    ev.add_argument("--heldout", type=Path, required=True, help="held-out shard folder (`data render --heldout`)")
-    ev.add_argument("--out", type=Path, default=Path("out/eval"))
-    ev.add_argument("--limit", type=positive_int, default=None)
-    ev.add_argument("--oracle", action="store_true", help="score the ground-truth volumes (the metric's floor)")
-    ev.add_argument("--device", default="cpu")
+    ev = subparsers.add_parser(
+        "eval", help="real faces (--real: surface error beside MediaPipe's mesh) or held-out synthetic faces "
+                     "(--heldout: dense NME), by yaw bucket")
+    ev.add_argument("model", type=Path, nargs="?", default=None,
+                    help="a .safetensors checkpoint or a training state (last.pt); default: the shipped model")
+    ev.add_argument("--weights", type=Path, default=None, metavar="MODEL",
+                    help="the same as the positional MODEL (as in `realtime-vrn --weights`)")
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--real", type=Path, metavar="DIR",
+                       help="photos with 3D landmarks in the AFLW2000-3D layout (imageNNNNN.jpg + .mat)")
+    which.add_argument("--heldout", type=Path, metavar="DIR",
+                       help="held-out synthetic shard folder (`data render --heldout`)")
+    ev.add_argument("--out", type=Path, default=None, help="report folder (default out/eval-real or out/eval)")
+    ev.add_argument("--limit", type=positive_int, default=None, help="only the first N photos / samples")
+    ev.add_argument("--oracle", action="store_true", help="--heldout: score the ground-truth volumes (the floor)")
+    ev.add_argument("--backend", default="auto", help="--real: inference backend (default auto, as the pipeline)")
+    ev.add_argument("--sheet", type=int, default=6, metavar="N",
+                    help="--real: photos in the comparison sheet photos.png (0 = none)")
+    ev.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu for --heldout, auto for --real)")
     ev.set_defaults(func=_cmd_eval)
 
 
@@ -191,22 +203,53 @@ def load_any(path: Path, device: str = "cpu"):
 
 
 def _cmd_eval(args) -> int:
+    if args.weights is not None:
+        if args.model is not None and args.model != args.weights:
+            raise ConfigError("give the model once: as MODEL or as --weights, not both")
+        args.model = args.weights
+    if args.real is not None:
+        return _cmd_eval_real(args)
     from realtime_vrn.training.evaluate import evaluate, load_heldout, write_report
 
+    if args.model is None:
+        raise ConfigError("eval --heldout needs the model to score (a .safetensors checkpoint or last.pt)")
     try:
         heldout = load_heldout(args.heldout)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from err
-    net = load_any(args.model, args.device)
-    report = evaluate(net, heldout, oracle=args.oracle, limit=args.limit, device=args.device)
+    device = args.device or "cpu"
+    net = load_any(args.model, device)
+    report = evaluate(net, heldout, oracle=args.oracle, limit=args.limit, device=device)
     report["model"] = str(args.model)
-    js, png = write_report(report, args.out, f"{'oracle' if args.oracle else args.model.name}: NME "
-                                             f"{report['nme']:.4f} (n={report['samples']})")
+    js, png = write_report(report, args.out or Path("out/eval"),
+                           f"{'oracle' if args.oracle else args.model.name}: NME {report['nme']:.4f} "
+                           f"(n={report['samples']})")
     summary = {k: report[k] for k in ("samples", "nme", "nme_vertex", "nme_bucket_mean", "landmark_nme", "misses")}
     summary["buckets"] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in b.items()}
                           for k, b in report["buckets"].items()}
     print(json.dumps(summary, indent=1))
     print(f"{js}\n{png}")
+    return 0
+
+
+def _cmd_eval_real(args) -> int:
+    from realtime_vrn.training.realface import RealFaceError, evaluate_real, format_table, write_real_report
+    from realtime_vrn.weights.registry import resolve_weights
+
+    if args.oracle:
+        raise ConfigError("--oracle scores synthetic ground-truth volumes; it goes with --heldout, not --real")
+    if args.model is not None and args.model.suffix != ".safetensors":
+        raise ConfigError(f"eval --real runs the pipeline's backends, which load .safetensors checkpoints; export "
+                          f"{args.model} first (`realtime-vrn train --out RUN --export MODEL.safetensors`)")
+    weights = resolve_weights(None, args.model)
+    try:
+        report, sheet = evaluate_real(args.real, weights, backend=args.backend, device=args.device or "auto",
+                                      limit=args.limit, sheet_count=max(args.sheet, 0))
+        paths = write_real_report(report, sheet, args.out or Path("out/eval-real"))
+    except RealFaceError as err:
+        raise ConfigError(str(err)) from err
+    print(format_table(report))
+    print("\n".join(str(p) for p in paths))
     return 0
 
 

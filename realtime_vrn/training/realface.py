@@ -1,0 +1,520 @@
+"""Real-face evaluation: our surface beside MediaPipe's own mesh and a posed mean face, on photos with 3D landmarks.
+
+The folder is in the AFLW2000-3D layout: ``imageNNNNN.jpg`` beside ``imageNNNNN.mat`` holding ``pt3d_68``
+(3 x 68: x, y image pixels, y down, pixel centres at integers; z in the same pixel units, **larger = nearer**)
+and ``Pose_Para`` (1 x 7: pitch, yaw, roll in radians, then translation and scale).
+
+Three surfaces per photo, all in the image frame (x, y pixels, z pixels, larger z nearer):
+
+- **ours**: the mesh the pipeline produces (:class:`realtime_vrn.pipeline.Reconstructor`, still-image tracker,
+  no smoothing);
+- **MediaPipe**: its 468 Face Mesh points, z = -z_norm x image width (``FaceLandmarks.points`` already holds
+  z_norm x width with MediaPipe's sign), triangulated by the 3-cliques of ``FACEMESH_TESSELATION``'s edges;
+- **mean face**: the ICT neutral face area, rigidly posed by a scaled-orthographic fit of its 68 landmarks to
+  MediaPipe's 68 2D points (a surface that knows the pose and nothing about the person).
+
+Each surface is sampled at the ground-truth (x, y) of the 51 inner landmarks (17-67: brows, nose, eyes, mouth):
+the z of the front-most triangle under the point (barycentric). On the points that both ours and MediaPipe's
+cover, each side (and the ground truth) has its mean z removed, and the surface error is mean |dz| / sqrt(w * h),
+w x h the ground-truth 68-point box; the mean face is scored on those of these points it covers (nearly all: the
+ICT face area has eye and mouth openings like MediaPipe's). A photo needs :data:`MIN_COMMON_POINTS` common points.
+
+Also reported: the 68-landmark 3D NME with MediaPipe's (x, y) and z read from each surface (our surface where it
+covers the point, else the z of the nearest vertex in (x, y)) against MediaPipe's own z, depth offsets aligned by
+means, same normaliser. MediaPipe places its jaw points on a 3D model; our surface ends at the visible face, so
+this number is dominated by the jaw and is reported, not optimised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: iBUG-68 indices of the inner landmarks (brows, nose, eyes, mouth): the surface error's sample points.
+INNER = np.arange(17, 68)
+#: |yaw| buckets in degrees, as in the synthetic evaluation and the AFLW2000-3D papers.
+YAW_BUCKETS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.01))
+#: A photo is scored when every surface covers at least this many of the 51 inner points (fewer: "too few").
+MIN_COMMON_POINTS = 10
+#: Barycentric tolerance: a point on a shared edge counts as inside (float error must not open cracks).
+INSIDE_TOLERANCE = 1e-6
+SURFACES = ("ours", "mediapipe", "mean_face")
+
+
+class RealFaceError(ValueError):
+    """The folder is not in the AFLW2000-3D layout (message says what is missing)."""
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@dataclass(frozen=True)
+class RealPhoto:
+    """One photo with 3D ground truth.
+
+    image: path of the JPEG. points: (68, 3) float64 ground truth (x, y image px y down, z px larger nearer).
+    yaw_deg: the ground-truth yaw in degrees (sign as in the file).
+    """
+
+    image: Path
+    points: np.ndarray
+    yaw_deg: float
+
+    @property
+    def box_side(self) -> float:
+        """sqrt(w * h) of the (x, y) box of the 68 ground-truth points, pixels: the normaliser."""
+        extent = self.points[:, :2].max(axis=0) - self.points[:, :2].min(axis=0)
+        return float(np.sqrt(extent[0] * extent[1]))
+
+
+def load_real_folder(folder: str | Path, limit: int | None = None) -> list[RealPhoto]:
+    """Photos of an AFLW2000-3D-layout folder, sorted by name (the first ``limit`` of them).
+
+    Raises RealFaceError when the folder is missing, holds no ``.jpg`` with a ``.mat`` beside it, or a ``.mat``
+    lacks ``pt3d_68`` (3 x 68) or ``Pose_Para``.
+    """
+    import scipy.io
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RealFaceError(f"{folder} is not a folder of photos with 3D landmarks (AFLW2000-3D layout)")
+    pairs = [(jpg, jpg.with_suffix(".mat")) for jpg in sorted(folder.glob("*.jpg")) if jpg.with_suffix(".mat").is_file()]
+    if not pairs:
+        raise RealFaceError(f"{folder} holds no imageNNNNN.jpg with an imageNNNNN.mat beside it (AFLW2000-3D layout)")
+    photos = []
+    for jpg, mat in pairs[:limit]:
+        try:
+            data = scipy.io.loadmat(str(mat), variable_names=("pt3d_68", "Pose_Para"))
+        except (OSError, ValueError, TypeError) as err:
+            raise RealFaceError(f"cannot read {mat}: {err}") from err
+        pts, pose = data.get("pt3d_68"), data.get("Pose_Para")
+        if pts is None or pts.shape != (3, 68) or pose is None or pose.size < 3:
+            raise RealFaceError(f"{mat} lacks pt3d_68 (3 x 68) or Pose_Para (pitch, yaw, roll, ...)")
+        photos.append(RealPhoto(jpg, np.asarray(pts, np.float64).T.copy(), float(np.degrees(pose.ravel()[1]))))
+    return photos
+
+
+# ------------------------------------------------------------------------------------------------ surfaces
+
+
+@lru_cache(maxsize=1)
+def mediapipe_triangles() -> np.ndarray:
+    """(T, 3) int32 triangles of MediaPipe's 468-point face mesh: the 3-cliques of the tessellation's edge graph,
+    each once, vertex indices ascending (winding is irrelevant to sampling)."""
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections
+
+    edges = {(min(c.start, c.end), max(c.start, c.end)) for c in FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION}
+    neighbours: dict[int, set[int]] = {}
+    for a, b in edges:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    triangles = [(a, b, c) for a, b in sorted(edges) for c in sorted(neighbours[a] & neighbours[b]) if c > b]
+    return np.asarray(triangles, np.int32)
+
+
+def mediapipe_surface(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's own surface from ``FaceLandmarks.points``.
+
+    points: (478, 3) frame px, z = z_norm x width with MediaPipe's sign (smaller nearer).
+    Returns vertices (468, 3) float64 (x, y px, z px **larger nearer**) and faces (T, 3) int32.
+    """
+    pts = np.asarray(points, np.float64)
+    if pts.ndim != 2 or pts.shape[0] < 468 or pts.shape[1] != 3:
+        raise ValueError(f"expected (478, 3) Face Mesh points, got {pts.shape}")
+    vertices = pts[:468].copy()
+    vertices[:, 2] = -vertices[:, 2]
+    return vertices, mediapipe_triangles()
+
+
+def sample_front(vertices: np.ndarray, faces: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """z of the front-most triangle under each point (barycentric interpolation).
+
+    vertices: (V, 3) x, y, z with larger z nearer (any consistent units); faces: (F, 3) int vertex indices;
+    xy: (N, 2) points in the vertices' x, y units. Returns (N,) float64, NaN where no triangle covers the point
+    (degenerate triangles, zero area in x, y, never cover anything).
+    """
+    v = np.asarray(vertices, np.float64)
+    p = np.asarray(xy, np.float64).reshape(-1, 2)
+    out = np.full(len(p), np.nan)
+    if len(faces) == 0 or len(v) == 0:
+        return out
+    tri = v[np.asarray(faces, np.intp)]  # (F, 3, 3)
+    lo, hi = tri[:, :, :2].min(axis=1), tri[:, :, :2].max(axis=1)
+    for i, q in enumerate(p):
+        cand = np.flatnonzero((lo[:, 0] <= q[0]) & (hi[:, 0] >= q[0]) & (lo[:, 1] <= q[1]) & (hi[:, 1] >= q[1]))
+        if cand.size == 0:
+            continue
+        t = tri[cand]
+        e1, e2, d = t[:, 1, :2] - t[:, 0, :2], t[:, 2, :2] - t[:, 0, :2], q - t[:, 0, :2]
+        den = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+        ok = np.abs(den) > 1e-12
+        den = np.where(ok, den, 1.0)
+        u = (d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / den  # weight of corner 1
+        w = (e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / den  # weight of corner 2
+        inside = ok & (u >= -INSIDE_TOLERANCE) & (w >= -INSIDE_TOLERANCE) & (1 - u - w >= -INSIDE_TOLERANCE)
+        if inside.any():
+            z = (1 - u - w) * t[:, 0, 2] + u * t[:, 1, 2] + w * t[:, 2, 2]
+            out[i] = z[inside].max()
+    return out
+
+
+def nearest_vertex_z(vertices: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(N,) z of the vertex nearest each (N, 2) point in x, y (the fallback where a surface leaves a point
+    uncovered). vertices: (V, 3), V >= 1."""
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(vertices, np.float64)
+    _, idx = cKDTree(v[:, :2]).query(np.asarray(xy, np.float64).reshape(-1, 2))
+    return v[idx, 2]
+
+
+@dataclass(frozen=True)
+class MeanFace:
+    """The ICT neutral face area and its 68 landmarks (model units cm, y up, z towards the viewer)."""
+
+    vertices: np.ndarray  # (V, 3) float64
+    faces: np.ndarray  # (F, 3) int32, indices into vertices
+    landmarks: np.ndarray  # (68, 3) float64
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "MeanFace":
+        from realtime_vrn.training.facemodel import DEFAULT_NPZ, FaceModel
+        from realtime_vrn.training.synth import FACE_LAST_VERTEX
+
+        model = FaceModel.load(path or DEFAULT_NPZ)
+        faces = model.faces[(model.faces <= FACE_LAST_VERTEX).all(axis=1)]
+        return cls(model.neutral[: FACE_LAST_VERTEX + 1].astype(np.float64), faces.astype(np.int32),
+                   model.neutral[model.landmarks68].astype(np.float64))
+
+    def posed(self, points68: np.ndarray) -> np.ndarray:
+        """The face area posed on (68, 2) image points (x, y px, y down) by a scaled-orthographic fit.
+
+        Least-squares affine 2 x 3 map of the centred model landmarks to the centred points, made a scaled
+        rotation (nearest orthonormal rows R12 = U Vt of its SVD, scale = mean singular value, r3 = r1 x r2).
+        Returns (V, 3) float64 image-frame vertices: x, y px, z px larger nearer (z = -s r3 . X; the model's +z
+        faces the viewer, the image frame's z = r1 x r2 points into the screen).
+        """
+        x = np.asarray(points68, np.float64)[:, :2]
+        centre_model, centre_image = self.landmarks.mean(axis=0), x.mean(axis=0)
+        m, *_ = np.linalg.lstsq(self.landmarks - centre_model, x - centre_image, rcond=None)  # (3, 2)
+        u, s, vt = np.linalg.svd(m.T, full_matrices=False)
+        r12 = u @ vt
+        r3 = np.cross(r12[0], r12[1])
+        scale = float(s.mean())
+        centred = self.vertices - centre_model
+        out = np.empty_like(self.vertices)
+        out[:, :2] = scale * centred @ r12.T + centre_image
+        out[:, 2] = -scale * centred @ r3
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def surface_errors(truth: np.ndarray, sampled: dict[str, np.ndarray], norm: float,
+                   min_points: int = MIN_COMMON_POINTS,
+                   pair: tuple[str, ...] = ("ours", "mediapipe")) -> tuple[dict[str, float] | None, int]:
+    """Inner-51 surface error of each surface.
+
+    truth: (51,) ground-truth z (larger nearer); sampled: name -> (51,) z sampled at the ground-truth (x, y),
+    NaN where uncovered; norm: sqrt(w * h) of the ground-truth box, > 0. The compared points are those every
+    surface named in ``pair`` covers (those present in ``sampled``); any other surface (the mean face) is scored
+    on the ones of these it covers too. On its points each side has its mean z removed (the ground truth's over
+    the same points); error = mean |dz| / norm. Returns ({name: error}, number of common points), or
+    (None, count) when fewer than ``min_points`` are common (a surface left with none scores NaN).
+    """
+    common = np.isfinite(truth)
+    for name in pair:
+        if name in sampled:
+            common &= np.isfinite(sampled[name])
+    n = int(common.sum())
+    if n < min_points:
+        return None, n
+    errors = {}
+    for name, z in sampled.items():
+        use = common & np.isfinite(z)
+        if not use.any():
+            errors[name] = float("nan")
+            continue
+        t = truth[use] - truth[use].mean()
+        errors[name] = float(np.abs(z[use] - z[use].mean() - t).mean() / norm)
+    return errors, n
+
+
+def landmark_nme3d(truth: np.ndarray, xy: np.ndarray, z: np.ndarray, norm: float) -> float:
+    """68-landmark 3D NME: predicted points (x, y from ``xy`` (68, 2), z (68,)) against ``truth`` (68, 3), the
+    z offset aligned by means, mean 3D distance / ``norm``."""
+    pred = np.column_stack([xy, z - z.mean() + truth[:, 2].mean()])
+    return float(np.linalg.norm(pred - truth, axis=1).mean() / norm)
+
+
+def bucket_of(yaw_deg: float) -> str:
+    a = abs(yaw_deg)
+    for lo, hi in YAW_BUCKETS:
+        if lo <= a < hi:
+            return f"{lo:.0f}-{min(hi, 90):.0f}"
+    return f"{YAW_BUCKETS[-1][0]:.0f}-90"
+
+
+def summarise(per_photo: list[dict], photos: int, detected: int) -> dict:
+    """Means over the scored photos, overall and per |yaw| bucket, for each surface and each metric."""
+    scored = [p for p in per_photo if p.get("surface_error")]
+
+    def means(rows: list[dict]) -> dict:
+        out: dict[str, Any] = {"count": len(rows)}
+        for name in SURFACES:
+            errs = [r["surface_error"][name] for r in rows]
+            nmes = [r["nme3d"][name] for r in rows]
+            out[name] = {"surface_error": float(np.mean(errs)) if errs else None,
+                         "nme3d": float(np.mean(nmes)) if nmes else None}
+        return out
+
+    buckets = {}
+    for lo, hi in YAW_BUCKETS:
+        key = f"{lo:.0f}-{min(hi, 90):.0f}"
+        buckets[key] = means([p for p in scored if p["bucket"] == key])
+    return {"photos": photos, "mediapipe_found": detected, "scored": len(scored), "overall": means(scored),
+            "buckets": buckets}
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class PhotoSurfaces:
+    """What one photo gave: image (H, W, 3) uint8 RGB, the MediaPipe landmarks, and per surface
+    (vertices (V, 3) image frame px larger z nearer, faces (F, 3)); ``ours`` may be empty."""
+
+    image: np.ndarray
+    landmarks: Any
+    crop: Any
+    surfaces: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class RealFaceRunner:
+    """Reconstructs photos with the pipeline's own stages and gives every surface of each. Use in a with block."""
+
+    def __init__(self, weights: str | Path, backend: str = "auto", device: str = "auto",
+                 face_model: str | Path | None = None) -> None:
+        self.weights, self.backend_name, self.device, self.face_model = Path(weights), backend, device, face_model
+
+    def __enter__(self) -> "RealFaceRunner":
+        from realtime_vrn.backends.base import open_backend
+        from realtime_vrn.landmarks import open_tracker
+        from realtime_vrn.model.checkpoint import read_checkpoint_header
+        from realtime_vrn.pipeline import Reconstructor
+
+        self.cfg = read_checkpoint_header(self.weights).cfg
+        self.mean_face = MeanFace.load(self.face_model)
+        self._backend = open_backend(self.backend_name, self.weights, self.device)
+        try:
+            self._tracker = open_tracker(static=True, smoothing=False)
+        except BaseException:
+            self._backend.close()
+            raise
+        self.describe = self._backend.describe()
+        self._rec = Reconstructor(self._tracker, self._backend, self.cfg)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tracker.close()
+        self._backend.close()
+
+    def run(self, image_rgb: np.ndarray, index: int = 0) -> PhotoSurfaces | None:
+        """image_rgb: (H, W, 3) uint8 RGB. None when MediaPipe finds no face."""
+        from realtime_vrn.sources.base import Frame
+
+        rec = self._rec.process(Frame(image=image_rgb, index=index, timestamp=0.0))
+        if rec.landmarks is None:
+            return None
+        mesh = rec.mesh
+        surfaces = {"ours": (mesh.vertices.astype(np.float64), mesh.faces),
+                    "mediapipe": mediapipe_surface(rec.landmarks.points),
+                    "mean_face": (self.mean_face.posed(rec.landmarks.points68), self.mean_face.faces)}
+        return PhotoSurfaces(image_rgb, rec.landmarks, rec.crop, surfaces)
+
+
+def score_photo(photo: RealPhoto, result: PhotoSurfaces | None) -> dict:
+    """Per-photo record: name, yaw, bucket, and (when MediaPipe found a face) the surface errors on the common
+    inner points (None when too few) and the 68-landmark NME3D of each surface."""
+    row: dict[str, Any] = {"photo": photo.image.name, "yaw": round(photo.yaw_deg, 3), "bucket": bucket_of(photo.yaw_deg),
+                           "found": result is not None, "surface_error": None}
+    if result is None:
+        return row
+    norm = photo.box_side
+    inner_xy = photo.points[INNER, :2]
+    sampled = {name: sample_front(v, f, inner_xy) for name, (v, f) in result.surfaces.items()}
+    errors, common = surface_errors(photo.points[INNER, 2], sampled, norm)
+    row["common_points"] = common
+    row["covered"] = {name: int(np.isfinite(z).sum()) for name, z in sampled.items()}
+    row["surface_error"] = errors
+    mp68 = result.landmarks.points68.astype(np.float64)
+    nme = {}
+    for name, (v, f) in result.surfaces.items():
+        if name == "mediapipe":
+            from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
+
+            z = -result.landmarks.points[list(MEDIAPIPE_TO_IBUG68), 2].astype(np.float64)
+        elif len(v) == 0:
+            z = np.zeros(68)
+        else:
+            z = sample_front(v, f, mp68)
+            missing = ~np.isfinite(z)
+            if missing.any():
+                z[missing] = nearest_vertex_z(v, mp68[missing])
+        nme[name] = landmark_nme3d(photo.points, mp68, z, norm)
+    row["nme3d"] = nme
+    return row
+
+
+def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "auto", device: str = "auto",
+                  limit: int | None = None, sheet_count: int = 6, progress: bool = True) -> tuple[dict, list]:
+    """Score every photo of ``folder`` (see the module docstring). Returns (report, sheet rows): the report is
+    JSON-ready (``summary`` + ``per_photo``); the sheet rows are the :class:`PhotoSurfaces` of the first
+    ``sheet_count`` photos where MediaPipe found a face, for :func:`comparison_sheet`."""
+    import cv2
+    from tqdm import tqdm
+
+    photos = load_real_folder(folder, limit)
+    per_photo, sheet = [], []
+    with RealFaceRunner(weights, backend, device) as runner:
+        for i, photo in enumerate(tqdm(photos, desc="real photos", unit="photo", disable=not progress)):
+            bgr = cv2.imread(str(photo.image), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise RealFaceError(f"cannot read {photo.image}")
+            result = runner.run(np.ascontiguousarray(bgr[:, :, ::-1]), i)  # OpenCV reads BGR
+            per_photo.append(score_photo(photo, result))
+            if result is not None and len(sheet) < sheet_count:
+                sheet.append(result)
+        describe = runner.describe
+    summary = summarise(per_photo, len(photos), sum(p["found"] for p in per_photo))
+    report = {"folder": str(folder), "weights": str(weights), "backend": describe,
+              "metric": "inner-51 surface error: mean |dz| / sqrt(w h) on points all surfaces cover, z means removed",
+              "min_common_points": MIN_COMMON_POINTS, "summary": summary, "per_photo": per_photo}
+    return report, sheet
+
+
+def format_table(report: dict) -> str:
+    """The summary as a plain-text table: one row per |yaw| bucket and overall, the surface error and the
+    68-landmark NME3D of each surface, and the photo counts."""
+    s = report["summary"]
+    lines = [f"{s['photos']} photos, MediaPipe found a face in {s['mediapipe_found']}, {s['scored']} scored "
+             f"(>= {report['min_common_points']} inner points on both surfaces)",
+             f"{'|yaw|':>7} {'n':>5}  {'surface error: ours':>19} {'MediaPipe':>9} {'mean face':>9}   "
+             f"{'NME3D: ours':>11} {'MediaPipe':>9} {'mean face':>9}"]
+
+    def cell(row: dict, name: str, key: str) -> str:
+        value = row[name][key]
+        return "-" if value is None else f"{value:.4f}"
+
+    for key, row in list(s["buckets"].items()) + [("all", s["overall"])]:
+        lines.append(f"{key:>7} {row['count']:>5}  {cell(row, 'ours', 'surface_error'):>19} "
+                     f"{cell(row, 'mediapipe', 'surface_error'):>9} {cell(row, 'mean_face', 'surface_error'):>9}   "
+                     f"{cell(row, 'ours', 'nme3d'):>11} {cell(row, 'mediapipe', 'nme3d'):>9} "
+                     f"{cell(row, 'mean_face', 'nme3d'):>9}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ pictures
+
+
+LABELS = {"ours": "ours (VRN)", "mediapipe": "MediaPipe mesh", "mean_face": "posed mean face"}
+
+
+def plot_real(report: dict, path: str | Path, title: str = "") -> Path:
+    """PNG: inner-51 surface error per |yaw| bucket, one bar per surface, with the photo counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = report["summary"]
+    keys = list(summary["buckets"]) + ["all"]
+    rows = [summary["buckets"][k] for k in keys[:-1]] + [summary["overall"]]
+    fig, ax = plt.subplots(figsize=(7.0, 4.0), dpi=110)
+    width = 0.8 / len(SURFACES)
+    for j, name in enumerate(SURFACES):
+        values = [r[name]["surface_error"] or 0.0 for r in rows]
+        bars = ax.bar(np.arange(len(keys)) + (j - 1) * width, values, width, label=LABELS[name])
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.4f}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(np.arange(len(keys)), [f"{k}\n(n={r['count']})" for k, r in zip(keys, rows)])
+    ax.set_xlabel("|yaw| (degrees)")
+    ax.set_ylabel("inner-51 surface error (/ sqrt(w h))")
+    ax.set_title(title or f"real photos: {summary['scored']} scored of {summary['photos']} "
+                          f"(MediaPipe found {summary['mediapipe_found']})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _facing_camera(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """faces (F, 3) re-wound so that each triangle runs clockwise in the image (y down), i.e. counter-clockwise
+    seen from the camera with y up: the outward winding for a surface seen from the front. MediaPipe's cliques
+    carry no winding; this orients them for shading."""
+    f = np.asarray(faces, np.int32)
+    a, b, c = (vertices[f[:, k], :2] for k in range(3))
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    return np.where((cross > 0)[:, None], f, f[:, ::-1])
+
+
+def _to_display(vertices: np.ndarray, crop: Any, display: int) -> np.ndarray:
+    """Image-frame vertices -> the crop's pixels scaled to ``display`` px (z in the same px, larger nearer)."""
+    k = display / crop.size
+    out = np.empty((len(vertices), 3), np.float32)
+    out[:, :2] = crop.to_crop(vertices[:, :2]) * k
+    out[:, 2] = vertices[:, 2] * crop.scale * k
+    out[:, 2] -= out[:, 2].min() if len(out) else 0.0
+    return out
+
+
+def comparison_sheet(rows: Iterable[PhotoSurfaces], path: str | Path, display: int = 160) -> Path:
+    """PNG (RGB): one row per photo, [crop | ours at 0, 45, 90 deg | MediaPipe's mesh at 0, 45, 90 deg]."""
+    import cv2
+
+    from realtime_vrn.training.preview import shade_mesh
+
+    out_rows = []
+    for r in rows:
+        crop_img = cv2.resize(r.crop.warp(r.image), (display, display), interpolation=cv2.INTER_AREA)
+        panels = [crop_img]
+        for name in ("ours", "mediapipe"):
+            v, f = r.surfaces[name]
+            shown = _to_display(v, r.crop, display)
+            f = _facing_camera(v, f) if name == "mediapipe" else f
+            panels += [shade_mesh(shown, np.asarray(f, np.int32), display, yaw) for yaw in (0.0, 45.0, 90.0)]
+        row = np.concatenate(panels, axis=1)
+        for j, label in enumerate(("photo", "ours 0", "ours 45", "ours 90", "MediaPipe 0", "MediaPipe 45",
+                                   "MediaPipe 90")):
+            cv2.putText(row, label, (j * display + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1,
+                        cv2.LINE_AA)
+        out_rows.append(row)
+    if not out_rows:
+        raise RealFaceError("no photo with a face to draw")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.concatenate(out_rows, axis=0)[:, :, ::-1])  # OpenCV writes BGR
+    return path
+
+
+def write_real_report(report: dict, sheet: list, out_dir: str | Path) -> list[Path]:
+    """eval-real.json, surface_error_by_yaw.png and (when a photo had a face) photos.png in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js = out_dir / "eval-real.json"
+    js.write_text(json.dumps(report, indent=1))
+    paths = [js, plot_real(report, out_dir / "surface_error_by_yaw.png")]
+    if sheet:
+        paths.append(comparison_sheet(sheet, out_dir / "photos.png"))
+    return paths
