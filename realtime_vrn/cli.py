@@ -5,8 +5,10 @@
     realtime-vrn weights fetch | convert FILE | list                       official / installed models
     realtime-vrn data | train | eval                                        our synthetic-data models
 
-A user error prints one line (``realtime-vrn: error: ...``) and exits with status 2; nothing else prints a
-traceback unless ``--debug`` is given.
+Exit status: 0 done; 1 the run finished but did not do everything asked (no face found, an output could not be
+completed, input files skipped: the summary names them); 2 a user error, one line (``realtime-vrn: error: ...``)
+and no traceback unless ``--debug`` is given; 130 / 143 stopped by SIGINT / SIGTERM (every output finished up to
+the last frame, the summary says "interrupted after N frames").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from realtime_vrn.errors import ConfigError, VRNError
 log = logging.getLogger("realtime_vrn")
 
 EXIT_OK = 0
+EXIT_INCOMPLETE = 1
 EXIT_USER_ERROR = 2
 #: Default outputs of the demo run (no input given), relative to the working directory.
 DEMO_OUTPUT_DIR = Path("realtime-vrn-output")
@@ -150,14 +153,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if config.is_demo:
         _demo_defaults(config)
     summary = run(config)
-    _print_summary(summary)
     if config.benchmark is not None:
-        _write_json(config.benchmark, _summary_json(summary))
+        _write_json(config.benchmark, _summary_json(summary), summary)
+    _print_summary(summary)
+    for failure in summary.failed_outputs:
+        print(f"realtime-vrn: error: output not completed: {failure}", file=sys.stderr)
+    if summary.skipped_inputs:
+        names = ", ".join(Path(s.split(": ", 1)[0]).name for s in summary.skipped_inputs)
+        print(f"realtime-vrn: error: skipped {len(summary.skipped_inputs)} unreadable input file(s): {names}",
+              file=sys.stderr)
+    if summary.interrupted:
+        return summary.exit_code
     if summary.frames_with_face == 0 and summary.frames > 0:
         print("no face was found in any frame: use a clip or camera with a visible, roughly frontal face",
               file=sys.stderr)
-        return 1
-    return EXIT_OK
+        return EXIT_INCOMPLETE
+    return EXIT_INCOMPLETE if summary.failed_outputs or summary.skipped_inputs else EXIT_OK
 
 
 def _demo_defaults(config) -> None:
@@ -174,6 +185,9 @@ def _demo_defaults(config) -> None:
 
 def _print_summary(summary) -> None:
     stages = summary.stages
+    if summary.interrupted:
+        print(f"interrupted ({summary.signal}) after {summary.frames} frames: the outputs below hold every frame "
+              f"up to there")
     print(f"{summary.frames} frames in {summary.wall_s:.1f} s: {summary.fps:.1f} FPS "
           f"({summary.frames_without_face} without a face, {summary.dropped_frames} dropped) - {summary.backend}")
     order = ("landmarks", "crop", "network", "surface", "render", "output", "end_to_end")
@@ -185,6 +199,10 @@ def _print_summary(summary) -> None:
         print(f"  wrote {path}")
     if summary.meshes_exported:
         print(f"  exported {summary.meshes_exported} meshes")
+    for failure in summary.failed_outputs:
+        print(f"  FAILED {failure}")
+    for skipped in summary.skipped_inputs:
+        print(f"  skipped {skipped}")
 
 
 def _summary_json(summary) -> dict:
@@ -195,13 +213,23 @@ def _summary_json(summary) -> dict:
     return {"pipeline": asdict(summary), "environment": environment_info()}
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict, summary=None) -> None:
+    """Write ``data`` atomically. With a run's ``summary`` a failure is recorded there (the run's other outputs
+    are complete and listed); without one it is a user error."""
+    from realtime_vrn.fileio import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
     except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror}") from err
-    print(f"  wrote {path}")
+        if summary is None:
+            raise ConfigError(f"cannot write {path}: {err.strerror}") from err
+        summary.failed_outputs.append(f"{path}: {err.strerror or err}")
+        return
+    if summary is not None:
+        summary.outputs.append(str(path))
+    else:
+        print(f"  wrote {path}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -272,13 +300,26 @@ def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
             raise
         print(f"realtime-vrn: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("realtime-vrn: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
+
+
+def _interrupted(err: KeyboardInterrupt) -> int:
+    from realtime_vrn.signals import Interrupted
+
+    signum = err.signum if isinstance(err, Interrupted) else 2
+    print(f"realtime-vrn: interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'})", file=sys.stderr)
+    return 128 + signum
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    from realtime_vrn.signals import raise_on_stop_signals
+
+    try:
+        with raise_on_stop_signals():  # SIGTERM too: a summary and 143 instead of a silent kill
+            return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as err:  # during start-up (imports, argument parsing)
+        return _interrupted(err)
 
 
 if __name__ == "__main__":

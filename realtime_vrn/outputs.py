@@ -82,6 +82,11 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
+def output_name(frame: Any) -> str:
+    """What a frame's outputs are called: the photo's name (``IMG_1234``), else ``frame_<index>``."""
+    return frame.name if getattr(frame, "name", None) else f"frame_{frame.index:06d}"
+
+
 def display_available() -> bool:
     """True when a window can be opened (X11 / Wayland display set)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -89,6 +94,29 @@ def display_available() -> bool:
 
 #: Meshes waiting to be written by the background writer; when full, the pipeline waits (nothing is dropped).
 EXPORT_QUEUE = 8
+#: A run whose meshes add up to more than this is warned about (with the --export-every that fits) as soon as
+#: the first mesh shows their size: 1,500 meshes of one clip once filled 4 GB without a word.
+EXPORT_WARN_BYTES = 1_000_000_000
+
+
+def export_size_warning(mesh_bytes: int, planned: int | None, every: int, written_bytes: int,
+                        limit: int = EXPORT_WARN_BYTES) -> str | None:
+    """The warning for a mesh export that will pass ``limit`` bytes, or None.
+
+    mesh_bytes: size of one written mesh file; planned: meshes the run will write (None: unknown, e.g. a camera:
+    then the warning comes once ``written_bytes`` passes the limit); every: the current --export-every.
+    """
+    if planned is not None:
+        total = mesh_bytes * planned
+        if total <= limit:
+            return None
+        factor = -(-total // limit)  # ceil: the smallest --export-every multiple that fits under the limit
+        return (f"--export will write about {total / 1e9:.1f} GB ({planned} meshes of {mesh_bytes / 1e6:.1f} MB); "
+                f"use --export-every {every * factor} to stay under {limit / 1e9:g} GB")
+    if written_bytes <= limit:
+        return None
+    return (f"--export has written {written_bytes / 1e9:.1f} GB so far ({mesh_bytes / 1e6:.1f} MB per mesh) and "
+            f"goes on until the run stops; --export-every N writes every N-th mesh only")
 
 
 class MeshWriter:
@@ -103,6 +131,8 @@ class MeshWriter:
 
         self.y_up = y_up
         self.written = 0
+        self.bytes_written = 0
+        self.first_size: int | None = None  # bytes of the first mesh file, once written
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=EXPORT_QUEUE)
         self._thread = threading.Thread(target=self._work, name="mesh-writer", daemon=True)
@@ -120,6 +150,9 @@ class MeshWriter:
                 continue
             try:
                 export_mesh(mesh, path, y_up=self.y_up)
+                size = path.stat().st_size
+                self.first_size = self.first_size or size
+                self.bytes_written += size
                 self.written += 1
             except BaseException as err:  # noqa: BLE001 - handed to the pipeline thread
                 self._error = err
@@ -155,6 +188,7 @@ class Outputs:
         self._window = None
         self._sinks: list[Any] = []
         self._meshes = MeshWriter(config.y_up)
+        self._size_warned = False
         self._frames_with_face = 0
         self._last_mesh = None
         self._fps_ema: float | None = None
@@ -220,25 +254,31 @@ class Outputs:
         if kind == "video":
             return VideoFileSink(path, fps, size=self._picture_size(width, height))
         if kind == "image":  # photo.png -> photo_000000.png, photo_000001.png, ... beside it
-            return ImageFolderSink(path.parent, prefix=path.stem + "_", suffix=path.suffix)
+            return ImageFolderSink(path.parent, prefix=path.stem + "_", suffix=path.suffix,
+                                   named_prefix=path.stem + "_")
         return ImageFolderSink(path)
 
     def close(self) -> None:
+        """Finish every output: each one that cannot be completed is recorded in ``summary.failed_outputs``
+        (the run then exits non-zero); only completed files are listed in ``summary.outputs``."""
         try:
             self._meshes.close()
+        except OutputError as err:
+            self.summary.failed_outputs.append(f"{self.config.export}: {err}")
         finally:
             self.summary.meshes_exported = self._meshes.written
             self._close_sinks()
 
     def _close_sinks(self) -> None:
         for sink in self._sinks:
+            path = getattr(sink, "path", None) or getattr(sink, "folder", None)
             try:
                 sink.close()
-                path = getattr(sink, "path", None) or getattr(sink, "folder", None)
-                if path is not None:
+                if path is not None and getattr(sink, "frames_written", 1) > 0:
                     self.summary.outputs.append(str(path))
             except Exception as err:  # noqa: BLE001 - close every sink, report each failure
-                log.error("could not finish %s: %s", sink, err)
+                log.debug("could not finish %s", sink, exc_info=True)
+                self.summary.failed_outputs.append(f"{path or sink}: {err}")
         self._sinks = []
         for obj in (self._renderer, self._window):
             if obj is not None:
@@ -252,13 +292,17 @@ class Outputs:
             self._last_mesh = rec.mesh
             self._frames_with_face += 1
             if c.export is not None and (self._frames_with_face - 1) % c.export_every == 0:
-                self._export(rec.mesh, c.export / f"frame_{rec.frame.index:06d}.{c.mesh_format}")
+                self._export(rec.mesh, c.export / f"{output_name(rec.frame)}.{c.mesh_format}")
+                self._check_export_size()
         if self._renderer is None:
             return True
         with stats.time("render"):
             picture = self._render(rec.frame.image, rec.mesh, self._hud(rec, stats))
         for sink in self._sinks:
-            sink.write(picture)
+            if rec.frame.name is not None and hasattr(sink, "prefix"):  # image files named after the photo
+                sink.write(picture, name=rec.frame.name)
+            else:
+                sink.write(picture)
         if self._window is None:
             return True
         return self._show(picture, rec, stats)
@@ -296,6 +340,19 @@ class Outputs:
 
     def _export(self, mesh: Any, path: Path) -> None:
         self._meshes.put(mesh, path)
+
+    def _check_export_size(self) -> None:
+        if self._size_warned or self._meshes.first_size is None:
+            return
+        frames = self.source.frame_count
+        if self.config.max_frames is not None:
+            frames = min(frames, self.config.max_frames) if frames else self.config.max_frames
+        planned = None if frames is None else -(-frames // self.config.export_every)
+        message = export_size_warning(self._meshes.first_size, planned, self.config.export_every,
+                                      self._meshes.bytes_written)
+        if message is not None:
+            self._size_warned = True
+            log.warning(message)
 
     def _export_current(self) -> Path | None:
         """Window key: save the current mesh next to the run (or into --export)."""

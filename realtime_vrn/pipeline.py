@@ -234,12 +234,16 @@ class RunSummary:
     rss_trace: list[tuple[int, float]] = field(default_factory=list)  # (frame, MiB) every RSS_EVERY frames
     backend: str = ""
     model: str = ""
-    outputs: list[str] = field(default_factory=list)
-    stopped_by: str = "end of input"
+    outputs: list[str] = field(default_factory=list)  # files and folders completed and in place
+    failed_outputs: list[str] = field(default_factory=list)  # "path: why" of every output that is not complete
+    skipped_inputs: list[str] = field(default_factory=list)  # "path: why" of input files that could not be read
+    stopped_by: str = "end of input"  # "end of input", "user", "max frames" or "interrupted"
+    signal: str | None = None  # "SIGINT" / "SIGTERM" when a stop signal ended the run
+    exit_code: int = 0  # 0, or 128 + the signal number for an interrupted run
 
-
-def _mesh_path(folder: Path, index: int, fmt: str) -> Path:
-    return folder / f"frame_{index:06d}.{fmt}"
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by == "interrupted"
 
 
 def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
@@ -293,9 +297,11 @@ def _open_source(config: RunConfig):
 def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
     from realtime_vrn.outputs import Outputs
+    from realtime_vrn.signals import GracefulStop, Interrupted, signal_name
 
     stats = LatencyStats()
-    with _open_source(config) as source, _open_tracker(config, source) as tracker, \
+    # A stop signal from here on finishes the outputs (GracefulStop is left after Outputs has closed them).
+    with _open_source(config) as source, _open_tracker(config, source) as tracker, GracefulStop() as stop, \
             Outputs(config, source, summary) as outputs:
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
@@ -307,8 +313,11 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
         progress = _progress(config, source, total)
         start = time.perf_counter()
         pipelined = config.pipelined if config.pipelined is not None else rec.on_device
-        frames: Any = Pipelined(rec, source).start() if pipelined else _sequential(rec, source)
+        if config.loop and config.max_frames is None and not source.is_live:
+            log.info("--loop without --max-frames: replaying %s until stopped (Ctrl-C or SIGTERM)", source.name)
+        frames: Any = None
         try:
+            frames = Pipelined(rec, source).start() if pipelined else _sequential(rec, source)
             for result in frames:
                 frame = result.frame
                 if on_frame is not None:
@@ -330,8 +339,11 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
                 if config.max_frames is not None and summary.frames >= config.max_frames:
                     summary.stopped_by = "max frames"
                     break
-        except KeyboardInterrupt:
-            summary.stopped_by = "interrupted"
+                if stop.requested is not None:
+                    raise Interrupted(stop.requested)
+        except KeyboardInterrupt as err:  # Interrupted, or a KeyboardInterrupt raised by a library
+            signum = err.signum if isinstance(err, Interrupted) else 2
+            summary.stopped_by, summary.signal, summary.exit_code = "interrupted", signal_name(signum), 128 + signum
         finally:
             if isinstance(frames, Pipelined):
                 frames.close()
@@ -340,6 +352,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
         summary.wall_s = time.perf_counter() - start
         summary.fps = summary.frames / summary.wall_s if summary.wall_s > 0 else 0.0
         summary.dropped_frames = int(getattr(source, "dropped", 0))
+        summary.skipped_inputs = [f"{path}: {why}" for path, why in getattr(source, "skipped", [])]
         summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
         summary.stages = stats.summary_ms()
 

@@ -61,9 +61,34 @@ def test_video_frame_count_is_checked(tmp_path):
     for image in frames(3):
         sink.write(image)
     sink.frames_written += 1  # as if a frame had been lost on the way to the disk
-    with pytest.raises(OutputError, match="3 frames readable, 4 written"):
+    with pytest.raises(OutputError, match="3 of 4 frames readable.*kept as short.incomplete.mp4"):
         sink.close()
     sink.close()  # idempotent
+    assert not (tmp_path / "short.mp4").exists()  # never a file that looks finished
+    assert (tmp_path / "short.incomplete.mp4").exists()
+
+
+def test_video_is_written_under_a_temporary_name_until_closed(tmp_path):
+    """Issue 13 item 3: a killed run must never leave a file that looks finished."""
+    path = tmp_path / "out.mp4"
+    sink = VideoFileSink(path, FPS)
+    for image in frames(3):
+        sink.write(image)
+    assert not path.exists() and (tmp_path / "out.incomplete.mp4").exists()
+    sink.close()
+    assert path.exists() and not (tmp_path / "out.incomplete.mp4").exists()
+
+
+def test_unreadable_video_is_not_kept(tmp_path):
+    sink = VideoFileSink(tmp_path / "out.mp4", FPS)
+    for image in frames(3):
+        sink.write(image)
+    sink._writer.release()
+    sink.temp_path.write_bytes(b"\0" * 100)  # what a full disk leaves: no index, nothing readable
+    sink._writer = cv2.VideoWriter()  # released writer stand-in
+    with pytest.raises(OutputError, match="0 of 3 frames readable.*nothing readable was kept"):
+        sink.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_video_rejects_bad_paths_and_rates(tmp_path):

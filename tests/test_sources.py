@@ -362,14 +362,39 @@ def test_image_folder_natural_order_skips_other_files(tmp_path):
         assert [int(f.image[0, 0, 0]) for f in source] == [1, 2, 10]
 
 
-def test_unreadable_image_is_named(face_photos, tmp_path):
+def test_unreadable_images_in_a_folder_are_skipped_and_listed(face_photos, tmp_path, caplog):
+    """Issue 13 item 5: one damaged file used to stop the whole folder. Damaged, empty and unreadable files are
+    skipped with a warning naming each, and listed in ``skipped``; every good photo is still read."""
     for path in face_photos[:2]:
         shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "0_empty.jpg").write_bytes(b"")
     (tmp_path / "zz_broken.jpg").write_text("not really a jpeg")
-    with open_source(image=tmp_path) as source:
-        next(source), next(source)
-        with pytest.raises(SourceError, match="zz_broken.jpg"):
-            next(source)
+    with caplog.at_level("WARNING"), open_source(image=tmp_path) as source:
+        frames = list(source)
+    assert [f.name for f in frames] == [p.stem for p in face_photos[:2]]
+    assert [f.index for f in frames] == [0, 1]
+    assert [Path(p).name for p, _ in source.skipped] == ["0_empty.jpg", "zz_broken.jpg"]
+    assert sum("skipping" in r.message for r in caplog.records) == 2
+
+
+def test_a_folder_of_unreadable_images_is_an_error(tmp_path):
+    (tmp_path / "a.jpg").write_text("no")
+    (tmp_path / "b.png").write_bytes(b"")
+    with pytest.raises(SourceError, match="none of the 2 images"):
+        open_source(image=tmp_path).open()
+
+
+def test_a_single_unreadable_image_is_an_error(tmp_path):
+    (tmp_path / "a.jpg").write_text("no")
+    with pytest.raises(SourceError, match="a.jpg"):
+        open_source(image=tmp_path / "a.jpg").open()
+
+
+def test_output_names_stay_unique(tmp_path):
+    from realtime_vrn.sources.images import output_names
+
+    names = output_names([Path("IMG_1.jpg"), Path("IMG_1.png"), Path("x.jpeg")])
+    assert names == ["IMG_1_jpg", "IMG_1_png", "x"]
 
 
 def test_empty_or_missing_image_folder(tmp_path):

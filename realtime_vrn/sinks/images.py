@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -14,29 +15,42 @@ from .base import check_image
 class ImageFolderSink:
     """Writes each (H, W, 3) uint8 RGB image to ``folder/<prefix><index:06d><suffix>``.
 
-    suffix: ".png" (lossless, default) or ".jpg". The folder is created on the first ``write``.
+    suffix: ".png" (lossless, default) or ".jpg". The folder is created on the first ``write``. Each image is
+    written under a temporary name and renamed when complete. ``write(image, name=...)`` names the file
+    ``<named_prefix><name><suffix>`` instead (after the photo it shows; ``named_prefix`` defaults to "").
     """
 
     SUFFIXES = (".png", ".jpg", ".jpeg")
 
-    def __init__(self, folder: str | Path, *, prefix: str = "frame_", suffix: str = ".png", start: int = 0) -> None:
+    def __init__(self, folder: str | Path, *, prefix: str = "frame_", suffix: str = ".png", start: int = 0,
+                 named_prefix: str = "") -> None:
         if suffix.lower() not in self.SUFFIXES:
             raise OutputError(f"cannot write {suffix!r} images: expected one of {', '.join(self.SUFFIXES)}")
         self.folder = Path(folder)
-        self.prefix, self.suffix = prefix, suffix
+        self.prefix, self.suffix, self.named_prefix = prefix, suffix, named_prefix
         self.index = start
         self.frames_written = 0
 
-    def write(self, image: np.ndarray) -> Path:
+    def write(self, image: np.ndarray, name: str | None = None) -> Path:
         """Write ``image``; returns its path."""
+        from .video import incomplete_path
+
         check_image(image)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"cannot create the image folder {self.folder}: {err}") from err
-        path = self.folder / f"{self.prefix}{self.index:06d}{self.suffix}"
-        if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-            raise OutputError(f"cannot write {path}")
+        label = f"{self.prefix}{self.index:06d}" if name is None else f"{self.named_prefix}{name}"
+        path = self.folder / f"{label}{self.suffix}"
+        temp = incomplete_path(path)
+        try:
+            if not cv2.imwrite(str(temp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                raise OutputError(f"cannot write {path}")
+            os.replace(temp, path)
+        except OSError as err:
+            raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+        finally:
+            temp.unlink(missing_ok=True)
         self.index += 1
         self.frames_written += 1
         return path

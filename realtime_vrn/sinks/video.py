@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -24,7 +25,12 @@ class VideoFileSink:
     path: .mp4 / .m4v / .mov (mp4v) or .avi (MJPG). fps: the source's frame rate (a recording plays at the
     speed it was captured). size: (width, height) of the video, or None for the first image's size; images of
     another size are fitted in (aspect kept, black bars). The file is opened at the first ``write``.
-    ``close()`` checks that the file reads back with the number of frames written (``OutputError`` if not).
+
+    Frames go to ``<stem>.incomplete<suffix>`` beside ``path`` (:func:`incomplete_path`); ``close()`` finishes
+    that file, checks that it reads back with the number of frames written and only then renames it to
+    ``path``, so a killed run never leaves a file that looks finished. When the check fails (disk full, ...),
+    ``close()`` raises ``OutputError`` saying why; an unreadable remainder is deleted, a partly readable one kept
+    under the incomplete name (the message says so).
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None) -> None:
@@ -58,7 +64,12 @@ class VideoFileSink:
             return
         self._writer.release()
         self._verify()
+        os.replace(self.temp_path, self.path)
         log.info("recorded %d frames to %s", self.frames_written, self.path)
+
+    @property
+    def temp_path(self) -> Path:
+        return incomplete_path(self.path)
 
     def __enter__(self) -> "VideoFileSink":
         return self
@@ -72,18 +83,30 @@ class VideoFileSink:
         if not self.path.parent.is_dir():
             raise OutputError(f"cannot record {self.path}: the folder {self.path.parent} does not exist")
         fourcc = cv2.VideoWriter_fourcc(*self._codec)
-        writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
+        writer = cv2.VideoWriter(str(self.temp_path), fourcc, self.fps, self.size)
         if not writer.isOpened():
             raise OutputError(f"cannot open {self.path} for writing ({self._codec}, {self.size[0]}x{self.size[1]})")
         self._writer = writer
 
     def _verify(self) -> None:
-        reader = cv2.VideoCapture(str(self.path))
+        temp = self.temp_path
+        reader = cv2.VideoCapture(str(temp))
         try:
             frames = int(reader.get(cv2.CAP_PROP_FRAME_COUNT)) if reader.isOpened() else 0
         finally:
             reader.release()
-        if frames != self.frames_written:
-            raise OutputError(
-                f"{self.path} is incomplete: {frames} frames readable, {self.frames_written} written (disk full?)"
-            )
+        if frames == self.frames_written:
+            return
+        if frames > 0:
+            kept = f"the readable part is kept as {temp.name}"
+        else:
+            temp.unlink(missing_ok=True)
+            kept = "nothing readable was kept"
+        raise OutputError(f"{self.path} could not be completed: {frames} of {self.frames_written} frames readable "
+                          f"(disk full or write error?); {kept}")
+
+
+def incomplete_path(path: Path) -> Path:
+    """Where an output is written until it is complete: ``out.mp4`` -> ``out.incomplete.mp4`` (the suffix kept, as
+    writers pick the format by it)."""
+    return path.with_name(f"{path.stem}.incomplete{path.suffix}")

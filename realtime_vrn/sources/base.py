@@ -34,12 +34,15 @@ class Frame:
     timestamp:  ``time.perf_counter()`` seconds when the frame was captured (camera: when the driver handed
                 it over; file: when it was decoded and handed out), the start of the end-to-end latency.
     media_time: seconds from the start of a video file (its presentation time), None for cameras and images.
+    name:       what to name this frame's outputs after: an image's file name without its suffix (unique within
+                the folder), None for video and camera frames (named after ``index``).
     """
 
     image: np.ndarray
     index: int
     timestamp: float
     media_time: float | None = None
+    name: str | None = None
 
 
 class FrameSource(ABC):
@@ -56,6 +59,8 @@ class FrameSource(ABC):
                      looping sources.
         dropped:     frames discarded so far (a camera frame replaced by a newer one, or a video frame
                      skipped to keep up in real-time mode). Never silent: counted here and logged at close.
+        skipped:     ``(path, reason)`` of every input file that could not be read and was passed over (image
+                     folders); the run reports them and exits non-zero.
     """
 
     is_live: bool = False
@@ -64,6 +69,7 @@ class FrameSource(ABC):
     def __init__(self, name: str) -> None:
         self.name = name
         self.dropped = 0
+        self.skipped: list[tuple[str, str]] = []
         self._fps: float | None = None
         self._size: tuple[int, int] | None = None
         self._frame_count: int | None = None

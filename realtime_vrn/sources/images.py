@@ -1,6 +1,8 @@
 """Still images: one image file, or every image in a folder (sorted by name, numbers in names compared as
-numbers: ``img2`` before ``img10``). Images are read lazily, one per frame; an unreadable file raises
-SourceError naming it. Images are unrelated pictures (``is_still``): no tracking across them.
+numbers: ``img2`` before ``img10``). Images are read lazily, one per frame. A single unreadable image file
+raises SourceError naming it; in a folder an unreadable, damaged or empty file is skipped with a warning and
+listed in ``skipped`` (SourceError only when no image of the folder can be read). Images are unrelated pictures
+(``is_still``): no tracking across them. Each frame carries its file's name (``Frame.name``) for its outputs.
 """
 
 from __future__ import annotations
@@ -30,15 +32,21 @@ class ImageSource(FrameSource):
         super().__init__(self.path.name or str(self.path))
         self.loop = loop
         self._files: list[Path] = []
-        self._cursor = 0
-        self._index = 0
+        self._names: list[str] = []
+        self._index = 0  # the next frame's index (counts images handed out)
+        self._cursor = 0  # the next file to read (counts files, skipped ones included)
         self._pending: Frame | None = None
 
     def _open(self) -> None:
         self._files = list_images(self.path)
+        self._names = output_names(self._files)
         self._frame_count = None if self.loop else len(self._files)  # looping: endless
         self._fps = None
-        self._pending = self._read(0)
+        try:
+            self._pending = self._next_readable()
+        except StopIteration:
+            raise SourceError(f"none of the {len(self._files)} images in {self.path} could be read: "
+                              f"{'; '.join(reason for _, reason in self.skipped[:3])}") from None
         height, width = self._pending.image.shape[:2]
         self._size = (width, height)
 
@@ -46,16 +54,32 @@ class ImageSource(FrameSource):
         if self._pending is not None:
             frame, self._pending = self._pending, None
             return frame
-        return self._read(self._index)
+        return self._next_readable()
 
-    def _read(self, index: int) -> Frame:
-        cursor = index % len(self._files) if self.loop else index
-        if cursor >= len(self._files):
-            raise StopIteration
-        path = self._files[cursor]
-        image = read_image_rgb(path)
-        self._index = index + 1
-        return Frame(image, index, time.perf_counter(), None)
+    def _next_readable(self) -> Frame:
+        """The next image that decodes; unreadable files in a folder are skipped, warned about and listed."""
+        n = len(self._files)
+        while True:
+            if self.loop and self.skipped and len(self.skipped) >= n:
+                raise SourceError(f"none of the images in {self.path} can be read")
+            if not self.loop and self._cursor >= n:
+                raise StopIteration
+            k = self._cursor % n
+            self._cursor += 1
+            try:
+                image = read_image_rgb(self._files[k])
+            except SourceError as err:
+                if self.path.is_file():
+                    raise
+                if self._cursor <= n:  # report each file once, also when looping
+                    log.warning("skipping %s", err)
+                    self.skipped.append((str(self._files[k]), str(err)))
+                continue
+            first_pass = self._cursor <= n
+            name = self._names[k] if first_pass else f"{self._names[k]}_pass{(self._cursor - 1) // n + 1}"
+            frame = Frame(image, self._index, time.perf_counter(), None, name=name)
+            self._index += 1
+            return frame
 
     def _release(self) -> None:
         self._pending = None
@@ -73,6 +97,13 @@ def list_images(path: Path) -> list[Path]:
         raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
     log.debug("%d images in %s", len(files), path)
     return files
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """Names for the outputs of ``files``: the file name without suffix (``IMG_1234``), or with the suffix
+    spelled in (``IMG_1234_png``) where two files differ only by it, so that no output overwrites another."""
+    stems = [p.stem for p in files]
+    return [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(p.stem) > 1 else p.stem for p in files]
 
 
 def read_image_rgb(path: Path) -> Any:
