@@ -100,12 +100,14 @@ EXPORT_WARN_BYTES = 1_000_000_000
 
 
 def export_size_warning(mesh_bytes: int, planned: int | None, every: int, written_bytes: int,
-                        limit: int = EXPORT_WARN_BYTES) -> str | None:
+                        limit: int | None = None) -> str | None:
     """The warning for a mesh export that will pass ``limit`` bytes, or None.
 
     mesh_bytes: size of one written mesh file; planned: meshes the run will write (None: unknown, e.g. a camera:
     then the warning comes once ``written_bytes`` passes the limit); every: the current --export-every.
+    limit: bytes (default EXPORT_WARN_BYTES).
     """
+    limit = EXPORT_WARN_BYTES if limit is None else limit
     if planned is not None:
         total = mesh_bytes * planned
         if total <= limit:
@@ -133,6 +135,7 @@ class MeshWriter:
         self.written = 0
         self.bytes_written = 0
         self.first_size: int | None = None  # bytes of the first mesh file, once written
+        self.first_done = threading.Event()  # set when the first mesh is written (or failed)
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=EXPORT_QUEUE)
         self._thread = threading.Thread(target=self._work, name="mesh-writer", daemon=True)
@@ -156,6 +159,8 @@ class MeshWriter:
                 self.written += 1
             except BaseException as err:  # noqa: BLE001 - handed to the pipeline thread
                 self._error = err
+            finally:
+                self.first_done.set()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -342,7 +347,10 @@ class Outputs:
         self._meshes.put(mesh, path)
 
     def _check_export_size(self) -> None:
-        if self._size_warned or self._meshes.first_size is None:
+        if self._size_warned:
+            return
+        self._meshes.first_done.wait()  # once, for the first mesh: its size tells what the run will write
+        if self._meshes.first_size is None:
             return
         frames = self.source.frame_count
         if self.config.max_frames is not None:

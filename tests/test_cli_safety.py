@@ -191,3 +191,41 @@ def test_photos_are_named_after_themselves_and_bad_files_are_skipped(face_photos
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == sorted(f"{p.stem}.png" for p in photos)
     assert "skipped 2 unreadable input file(s): AAA_damaged.jpg, zero.png" in captured.err
     assert "2 frames" in captured.out
+
+
+def test_export_size_warning_names_the_export_every_that_fits():
+    """Item 10: 1,500 meshes of 2.7 MB (4.05 GB) -> every 5th mesh stays under 1 GB."""
+    from realtime_vrn.outputs import export_size_warning
+
+    message = export_size_warning(2_700_000, 1500, 1, written_bytes=2_700_000)
+    assert message == ("--export will write about 4.0 GB (1500 meshes of 2.7 MB); use --export-every 5 to stay "
+                       "under 1 GB")
+    assert export_size_warning(2_700_000, 370, 1, written_bytes=0) is None  # 0.999 GB
+    assert "--export-every 12 " in export_size_warning(2_700_000, 1500, 2, written_bytes=0, limit=700_000_000)
+    assert export_size_warning(2_700_000, None, 1, written_bytes=900_000_000) is None  # a camera, not there yet
+    assert "goes on until the run stops" in export_size_warning(2_700_000, None, 1, written_bytes=1_000_000_001)
+
+
+def test_a_large_export_is_announced_before_it_is_written(demo_clip, plane_checkpoint, tmp_path, monkeypatch,
+                                                          caplog):
+    from realtime_vrn import outputs
+
+    monkeypatch.setattr(outputs, "EXPORT_WARN_BYTES", 1000)  # the plane meshes are larger than this
+    meshes = tmp_path / "meshes"
+    with caplog.at_level("WARNING", logger="realtime_vrn.outputs"):
+        assert main(["--video", str(demo_clip), "--weights", str(plane_checkpoint), "--max-frames", "6",
+                     "--export", str(meshes), "--headless", "--no-progress"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if "--export will write about" in r.getMessage()]
+    assert len(warnings) == 1 and "(6 meshes of" in warnings[0] and "--export-every" in warnings[0]
+
+
+def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):
+    """Ctrl-C while the subcommands' modules import (torch) printed a traceback."""
+    from realtime_vrn import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_sub_parsers", interrupted)
+    assert main(["--headless"]) == 130
+    assert capsys.readouterr().err.strip() == "realtime-vrn: interrupted (SIGINT)"
