@@ -360,12 +360,14 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
 def _open_tracker(config: RunConfig, source: Any):
     """MediaPipe (default), or a recording replayed (``--landmarks``); recorded when ``--record-landmarks``."""
     from realtime_vrn.landmarks import open_tracker
-    from realtime_vrn.landmarks.recorded import RecordingTracker, ReplayTracker
+    from realtime_vrn.landmarks.recorded import RecordingTracker, ReplayTracker, source_identity
 
     if config.landmarks is not None:
-        return ReplayTracker(config.landmarks)
+        return ReplayTracker(config.landmarks, source=source_identity(source))
     tracker = open_tracker(static=source.is_still, smoothing=config.smoothing)
-    return RecordingTracker(tracker, config.record_landmarks) if config.record_landmarks else tracker
+    if config.record_landmarks:
+        return RecordingTracker(tracker, config.record_landmarks, source=source_identity(source))
+    return tracker
 
 
 def _sequential(rec: Reconstructor, frames: Any):

@@ -253,3 +253,38 @@ def test_a_guided_model_gets_the_heatmaps_of_the_tracked_points(backend_name, tm
     np.testing.assert_allclose(base, expected, atol=1e-4)
     np.testing.assert_allclose(other_pixels, base, atol=1e-5)
     assert np.abs(moved - base).max() > 1e-3
+
+
+def test_a_recording_refuses_another_clip_of_the_same_size(plane_checkpoint, demo_clip, tmp_path):
+    """Issue 13 item 9: a landmarks recording made on another clip of the same size replayed silently. The
+    recording keeps the clip's name, frame count and thumbnails of its first frames; a clip with the same
+    frame count and size but other pictures (here: the demo clip mirrored) is refused at its first frame."""
+    import cv2
+
+    from realtime_vrn.errors import ConfigError
+    from realtime_vrn.landmarks.recorded import ReplayTracker
+
+    record = tmp_path / "clip-landmarks.npz"
+    config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=3, headless=True, progress=False,
+                       record_landmarks=record).validate()
+    run(config)
+    mirrored = tmp_path / "other.avi"
+    reader, writer = cv2.VideoCapture(str(demo_clip)), None
+    frames = 0
+    while True:
+        ok, frame = reader.read()
+        if not ok:
+            break
+        if writer is None:
+            writer = cv2.VideoWriter(str(mirrored), cv2.VideoWriter_fourcc(*"MJPG"), 30, frame.shape[1::-1])
+        writer.write(np.ascontiguousarray(frame[:, ::-1]))
+        frames += 1
+    reader.release()
+    writer.release()
+    replay = RunConfig(video=mirrored, weights=plane_checkpoint, max_frames=3, headless=True, progress=False,
+                       landmarks=record).validate()
+    with pytest.raises(ConfigError, match="frame 0 of other.avi is another picture"):
+        run(replay)
+    with pytest.raises(ConfigError, match=r"\(448 frames\), this input short.mp4 has 12"):
+        ReplayTracker(record, source={"name": "short.mp4", "frames": 12})
+    ReplayTracker(record, source={"name": demo_clip.name, "frames": frames})  # the clip it was recorded on
