@@ -130,6 +130,57 @@ def test_file_that_stops_early_is_reported(small_avi, tmp_path):
     assert 0 < len(frames) < 24  # the readable frames came first
 
 
+@pytest.fixture(scope="module")
+def edit_list_mp4(tmp_path_factory, demo_clip) -> Path:
+    """20 frames of the demo clip in an MP4 whose edit list shows frames 3-19 only (17 of the 20 samples), as a
+    trimmed clip or a phone recording has: the header counts 20 frames, a player shows 17."""
+    import struct
+
+    path = tmp_path_factory.mktemp("editlist") / "trimmed.mp4"
+    cap = cv2.VideoCapture(str(demo_clip))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (512, 512))
+    for _ in range(20):
+        writer.write(cap.read()[1])
+    writer.release()
+    cap.release()
+    data = bytearray(path.read_bytes())
+
+    def box(tag: bytes) -> int:  # offset of the first box of this type (each occurs once in this file)
+        return data.find(tag) - 4
+
+    movie_scale = struct.unpack(">I", data[box(b"mvhd") + 20: box(b"mvhd") + 24])[0]
+    media_scale = struct.unpack(">I", data[box(b"mdhd") + 20: box(b"mdhd") + 24])[0]
+    samples, delta = struct.unpack(">II", data[box(b"stts") + 16: box(b"stts") + 24])
+    assert samples == 20
+    # elst v0, one entry: segment duration (movie time scale), media time (media time scale), rate
+    struct.pack_into(">II", data, box(b"elst") + 16, round(17 * delta * movie_scale / media_scale), 3 * delta)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_clip_with_an_edit_list_is_read_in_full(edit_list_mp4):
+    """Issue 13 item 4: such clips were processed and then rejected as "truncated or damaged" (exit 2)."""
+    from realtime_vrn.sources.video import container_complete
+
+    assert container_complete(edit_list_mp4) is True
+    with open_source(video=edit_list_mp4) as source:
+        assert source.frame_count == 20  # what the header says
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(17))
+
+
+def test_container_structure_tells_a_cut_file(small_avi, demo_clip, tmp_path):
+    from realtime_vrn.sources.video import container_complete
+
+    assert container_complete(small_avi) is True and container_complete(demo_clip) is True
+    for source in (small_avi, demo_clip):
+        cut = tmp_path / f"cut{source.suffix}"
+        cut.write_bytes(source.read_bytes()[:-1000])
+        assert container_complete(cut) is False
+    (tmp_path / "clip.mkv").write_bytes(b"\x1aE\xdf\xa3" + b"\0" * 100)
+    assert container_complete(tmp_path / "clip.mkv") is None
+
+
 def test_file_that_stops_early_is_reported_with_prefetch(small_avi, tmp_path):
     data = small_avi.read_bytes()
     cut = tmp_path / "cut.avi"
