@@ -46,6 +46,12 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--depth-bins", type=positive_int, default=100)
     speed.set_defaults(func=_cmd_speed)
 
+    annotate = dsub.add_parser("annotate", help="run MediaPipe on every crop of a shard folder (sidecar files for "
+                                                "`train --points mediapipe`)")
+    annotate.add_argument("folder", type=Path, help="folder of shard-*.npz files")
+    annotate.add_argument("--overwrite", action="store_true", help="annotate shards that already have a sidecar")
+    annotate.set_defaults(func=_cmd_annotate)
+
     conv = dsub.add_parser("convert-facekit", help="convert ICT-FaceKit's FaceXModel folder to ict_face_model.npz")
     conv.add_argument("folder", type=Path)
     conv.add_argument("out", type=Path)
@@ -87,6 +93,9 @@ def add_parser(subparsers) -> None:
                             "0.999) and evaluate/export it; 0 = off")
     train.add_argument("--front-weight", type=float, default=0.0, metavar="W",
                        help="weigh voxels near the front surface up to 1 + W in the loss (0 = plain mean)")
+    train.add_argument("--points", choices=("synthetic", "mediapipe"), default="synthetic",
+                       help="guided heatmaps from the renders' own noisy ICT landmarks or from MediaPipe run on "
+                            "each crop (needs `data annotate` sidecars; what inference uses)")
     train.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                        help="do not train: export OUT/last.pt as a .safetensors checkpoint")
     train.set_defaults(func=_cmd_train)
@@ -149,6 +158,17 @@ def _cmd_speed(args) -> int:
     return 0
 
 
+def _cmd_annotate(args) -> int:
+    from realtime_vrn.training.annotate import annotate_shards
+
+    try:
+        written = annotate_shards(args.folder, overwrite=args.overwrite)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from err
+    print(f"{len(written)} sidecars written in {args.folder}")
+    return 0
+
+
 def _cmd_convert(args) -> int:
     from realtime_vrn.training.facemodel import convert_facexmodel
 
@@ -177,14 +197,16 @@ def _cmd_train(args) -> int:
                           loss=args.loss, device=args.device, amp=not args.no_amp, threads=args.threads,
                           workers=args.workers, checkpoint_every_s=args.checkpoint_every,
                           init=str(args.init) if args.init else None, ema=args.ema,
-                          front_weight=args.front_weight)
+                          front_weight=args.front_weight, points=args.points)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if args.init is not None and not args.init.is_file():
         raise ConfigError(f"--init model {args.init} does not exist")
+    if args.data is not None and not args.data.is_dir():
+        raise ConfigError(f"--data {args.data} is not a folder of shards (`realtime-vrn data render {args.data}`)")
     try:
         print(train(cfg, resume=not args.no_resume))
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     return 0
 

@@ -108,6 +108,13 @@ def write_shards(out_dir: str | Path, cfg: SynthConfig, first_seed: int, count: 
     return paths
 
 
+def shard_files(folder: str | Path) -> list[Path]:
+    """The finished ``shard-K.npz`` files of a folder, sorted (not ``.tmp`` files being written, not the
+    ``shard-K.mp.npz`` MediaPipe sidecars)."""
+    return [p for p in sorted(Path(folder).glob("shard-*.npz")) if ".tmp" not in p.name
+            and not p.name.endswith(".mp.npz")]
+
+
 def load_shard(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as d:
         return {k: d[k] for k in d.files}
@@ -151,10 +158,16 @@ def to_training_item(image: np.ndarray, front: np.ndarray, back: np.ndarray, cro
 class ShardDataset(Dataset):
     """Samples of every ``shard-*.npz`` under a folder, all held in memory (uint8 images, float16 depths)."""
 
-    def __init__(self, folder: str | Path, flip_p: float = 0.2, seed: int = 0) -> None:
+    def __init__(self, folder: str | Path, flip_p: float = 0.2, seed: int = 0, points: str = "synthetic") -> None:
+        """points: which 68 points the guided heatmaps use: "synthetic" (the shards' ``crop_points``, projected
+        ICT landmarks + noise) or "mediapipe" (MediaPipe's on the crop, from the ``shard-K.mp.npz`` sidecars of
+        ``realtime-vrn data annotate``; the synthetic points where MediaPipe found no face)."""
+        if points not in ("synthetic", "mediapipe"):
+            raise ValueError(f"points must be 'synthetic' or 'mediapipe', got {points!r}")
         self.folder = Path(folder)
         self.flip_p = flip_p
         self.seed = seed
+        self.points = points
         self.arrays: dict[str, np.ndarray] = {}
         self.cfg: SynthConfig | None = None
         self.files: list[Path] = []
@@ -162,7 +175,7 @@ class ShardDataset(Dataset):
 
     def refresh(self) -> int:
         """Load shards that appeared since the last call (a renderer may still be writing). Returns new count."""
-        new = [p for p in sorted(self.folder.glob("shard-*.npz")) if p not in self.files and ".tmp" not in p.name]
+        new = [p for p in shard_files(self.folder) if p not in self.files]
         for path in new:
             d = load_shard(path)
             cfg = config_from_json(str(d.pop("config")))
@@ -171,11 +184,17 @@ class ShardDataset(Dataset):
             elif cfg != self.cfg:
                 raise ValueError(f"shard {path} was rendered with another configuration")
             d.pop("face_vertices", None)
+            if self.points == "mediapipe":
+                d["mp_points68"] = _mediapipe_points68(path, len(d["seed"]))
             for k, v in d.items():
                 self.arrays[k] = v if k not in self.arrays else np.concatenate([self.arrays[k], v])
             self.files.append(path)
         if not self.files:
             raise FileNotFoundError(f"no shard-*.npz files in {self.folder}")
+        if new and self.points == "mediapipe":
+            found = np.isfinite(self.arrays["mp_points68"][:, 0, 0])
+            log.info("guidance points: MediaPipe's on %d of %d crops, the synthetic ones elsewhere",
+                     int(found.sum()), len(found))
         return len(new)
 
     def __len__(self) -> int:
@@ -184,8 +203,26 @@ class ShardDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(self.arrays["seed"][i])])
         a = self.arrays
+        points = a["crop_points"][i]
+        if self.points == "mediapipe" and np.isfinite(a["mp_points68"][i, 0, 0]):
+            points = a["mp_points68"][i]
         return to_training_item(a["image"][i], a["front"][i].astype(np.float32), a["back"][i].astype(np.float32),
-                                a["crop_points"][i], rng, self.flip_p)
+                                points, rng, self.flip_p)
+
+
+def _mediapipe_points68(shard: Path, count: int) -> np.ndarray:
+    """(count, 68, 2) float32 MediaPipe iBUG-68 crop points of a shard from its sidecar (NaN: no face)."""
+    from realtime_vrn.training.annotate import mediapipe_points68, sidecar_path
+
+    side = sidecar_path(shard)
+    if not side.is_file():
+        raise FileNotFoundError(f"{shard.name} has no MediaPipe sidecar {side.name}: run "
+                                f"`realtime-vrn data annotate {shard.parent}` first")
+    with np.load(side) as d:
+        points = d["mp_points"]
+    if points.shape != (count, 478, 3):
+        raise ValueError(f"{side} holds {points.shape[0]} samples' points, its shard {count}: annotate it again")
+    return mediapipe_points68(points)
 
 
 class SynthStream(IterableDataset):

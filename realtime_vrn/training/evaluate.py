@@ -35,7 +35,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from realtime_vrn.model.network import VRN, upsample_logits
-from realtime_vrn.training.dataset import load_shard, network_input_batch
+from realtime_vrn.training.dataset import load_shard, network_input_batch, shard_files
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def landmark_nme(prob_volume: np.ndarray, gt_landmarks: np.ndarray, z_shift: flo
 
 def load_heldout(folder: str | Path) -> dict[str, np.ndarray]:
     """Concatenate the held-out shards of a folder (they must carry ``face_vertices``)."""
-    files = sorted(Path(folder).glob("shard-*.npz"))
+    files = shard_files(folder)
     files = [f for f in files if ".tmp" not in f.name]
     if not files:
         raise FileNotFoundError(f"no held-out shards in {folder}; render them with `realtime-vrn data render "

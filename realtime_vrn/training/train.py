@@ -74,6 +74,7 @@ class TrainConfig:
     init: str | None = None              # warm start: a .safetensors model or a training state (last.pt)
     ema: float = 0.0                     # decay of the weight average (0 = off; e.g. 0.999)
     front_weight: float = 0.0            # extra loss weight of voxels near the front surface (0 = plain mean)
+    points: str = "synthetic"            # guidance points: "synthetic" (ICT + noise) or "mediapipe" (sidecars)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "rmsprop"):
@@ -173,7 +174,7 @@ def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
     from realtime_vrn.training.synth import SynthConfig
 
     if cfg.data:
-        ds = ShardDataset(cfg.data, flip_p=cfg.flip_p, seed=cfg.seed)
+        ds = ShardDataset(cfg.data, flip_p=cfg.flip_p, seed=cfg.seed, points=cfg.points)
         if ds.cfg.size != cfg.model.input_size or ds.cfg.depth_bins != cfg.model.depth_bins:
             raise ValueError(f"shards in {cfg.data} are {ds.cfg.size}px x {ds.cfg.depth_bins} bins, the model "
                              f"expects {cfg.model.input_size}px x {cfg.model.depth_bins} bins")
@@ -181,6 +182,8 @@ def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
         sampler = RandomSampler(ds, replacement=True, num_samples=10**9, generator=gen)
         return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                           drop_last=True), ds
+    if cfg.points != "synthetic":
+        raise ValueError("--points mediapipe needs rendered shards (--data) annotated by `realtime-vrn data annotate`")
     synth = SynthConfig(size=cfg.model.input_size, depth_bins=cfg.model.depth_bins)
     ds = SynthStream(synth, first_seed=cfg.seed * 10_000_000, flip_p=cfg.flip_p)
     return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers), ds
