@@ -134,9 +134,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if verbose < 2:
         for noisy in ("absl", "matplotlib", "PIL", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    # MediaPipe / TFLite / glog print C++ log lines at start-up; keep them out unless debugging.
+    # MediaPipe / TFLite / glog print C++ log lines at start-up; keep them out unless debugging (what these
+    # variables do not reach is kept off the terminal by landmarks.base.native_output_to_log). OpenCV's FFmpeg
+    # prints its own errors ("moov atom not found") before ours: -8 = AV_LOG_QUIET, read when FFmpeg is first used.
     os.environ.setdefault("GLOG_minloglevel", "2" if verbose < 2 else "0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose < 2 else "0")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if verbose < 2 else "32")
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -239,12 +242,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                                    "jitter", "compare_pipeline")}
     for name in extra:
         delattr(args, name)
+    _check_bench_backends(extra["backends"])
     config = _config_from_args(args)
     config.headless = True
     json_path = extra.pop("json")
     result = run_benchmark(config, **extra)
     _write_json(json_path, result)
     return EXIT_OK
+
+
+def _check_bench_backends(backends: str) -> None:
+    """``--backends``: "all" or registered backend names, checked before anything runs."""
+    from realtime_vrn.backends.base import backend_names
+
+    if backends in ("", "all"):
+        return
+    valid = backend_names()
+    unknown = [b.strip() for b in backends.split(",") if b.strip() and b.strip() not in valid]
+    if unknown:
+        raise ConfigError(f"unknown backend {', '.join(map(repr, unknown))} in --backends; give all or a comma "
+                          f"separated list of: {', '.join(valid)}")
 
 
 def _sub_parsers() -> dict[str, Callable[[argparse.ArgumentParser], None]]:

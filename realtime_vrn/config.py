@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,8 @@ class RunConfig:
         for flag, path in (("--record-landmarks", self.record_landmarks), ("--benchmark", self.benchmark)):
             if path is not None:  # written when the run ends: a folder we cannot write to must fail now
                 check_writable_folder(flag, Path(path).parent)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"unknown device {self.device!r}; choose auto, cpu, cuda or cuda:N")
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a camera index >= 0, got {self.camera}")
         return self

@@ -229,3 +229,34 @@ def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_sub_parsers", interrupted)
     assert main(["--headless"]) == 130
     assert capsys.readouterr().err.strip() == "realtime-vrn: interrupted (SIGINT)"
+
+
+def test_quiet_runs_print_nothing_but_their_one_line(demo_clip, face_photos, plane_checkpoint, tmp_path):
+    """Under -q, FFmpeg's "moov atom not found" came before our one-line error, and MediaPipe's C++ start-up
+    lines (TFLite, absl "W0000 ...") before the summary."""
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(demo_clip.read_bytes()[:20_000])
+    base = [sys.executable, "-m", "realtime_vrn", "-q", "--weights", str(plane_checkpoint), "--headless",
+            "--no-progress"]
+    bad = subprocess.run(base + ["--video", str(cut)], capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [bad.stderr.strip()] and bad.stderr.startswith("realtime-vrn: error: "), \
+        bad.stderr
+    good = subprocess.run(base + ["--image", str(face_photos[-1]), "--output", str(tmp_path / "drawn.png")],
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    assert good.returncode == 0 and good.stderr == "", good.stderr
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--device", "tpu"], "unknown device 'tpu'; choose auto, cpu, cuda or cuda:N"),
+    (["bench", "--backends", "foo,torch"], "unknown backend 'foo' in --backends"),
+])
+def test_bad_device_and_bench_backend_are_one_line(argv, needle, capsys):
+    """An unknown --device listed every backend's own complaint in one very long line; ``bench --backends foo``
+    exited 0."""
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert needle in line and len(line) < 200, line

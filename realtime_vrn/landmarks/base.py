@@ -9,7 +9,11 @@ MediaPipe is imported inside the backend modules, never at import time of this p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Face Mesh points per face with refined eyes and irises (468 mesh vertices + 10 iris points).
 N_POINTS = 478
+#: Side of the blank frame a backend sees once when it opens (see ``open_backend``).
+WARM_UP_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,34 @@ class FaceMeshBackend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def native_output_to_log():
+    """Keep what native code writes to stderr (fd 2) off the terminal while the block runs, and log it at DEBUG.
+
+    MediaPipe's C++ side (TFLite's "Created TensorFlow Lite XNNPACK delegate", absl's "W0000 ..." lines) writes
+    straight to fd 2 when its graph starts and on its first frames, ignoring GLOG_minloglevel; under ``-q`` that
+    chatter came before our one-line messages. With DEBUG logging on (``-vv``) nothing is redirected. Python
+    output in the block (sys.stderr) is flushed first and lands in the same log record.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace").strip()
+            if text:
+                log.debug("native output of the face tracker:\n%s", text)
 
 
 def normalized_to_pixels(xyz: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -146,7 +180,11 @@ def open_backend(name: str, static: bool, max_faces: int) -> FaceMeshBackend:
     for candidate in usable:
         backend = _REGISTRY[candidate].factory(static, max_faces)
         try:
-            backend.open()
+            with native_output_to_log():
+                backend.open()
+                # MediaPipe opens its calculators on its own threads after open() returns; one small blank frame
+                # waits for them, so that their start-up chatter is caught here and not printed mid-run.
+                backend.detect(np.zeros((WARM_UP_SIZE, WARM_UP_SIZE, 3), np.uint8), 0.0)
         except Exception as err:  # noqa: BLE001 - every failure is reported, the next backend is tried
             backend.close()
             log.info("face tracker backend %s could not start: %s", candidate, err)

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from realtime_vrn.landmarks.base import N_POINTS, FaceLandmarks, FaceMeshBackend, open_backend
+from realtime_vrn.landmarks.base import N_POINTS, FaceLandmarks, FaceMeshBackend, native_output_to_log, open_backend
 from realtime_vrn.landmarks.ibug68 import to_ibug68
 from realtime_vrn.landmarks.one_euro import OneEuroFilter, OneEuroParams
 
@@ -105,7 +105,12 @@ class LandmarkTracker:
         _check_image(image_rgb)
         if not self._opened:
             raise RuntimeError("open the tracker first (use it in a with block)")
-        faces = self._detect(np.ascontiguousarray(image_rgb), timestamp)
+        if self._frames == 0 or (self._several is not None and self._frames % CENSUS_EVERY == 0
+                                 and (self._census is None or self._multi is None)):
+            with native_output_to_log():  # a model's first frame: MediaPipe's start-up chatter
+                faces = self._detect(np.ascontiguousarray(image_rgb), timestamp)
+        else:
+            faces = self._detect(np.ascontiguousarray(image_rgb), timestamp)
         self._frames += 1
         if not faces:
             self._no_face()
