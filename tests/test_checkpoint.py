@@ -384,3 +384,17 @@ def test_header_reader_does_not_load_tensors(saved, monkeypatch):
     """Listing models and resolving paths read headers only (no safetensors deserialisation)."""
     monkeypatch.setattr(ckpt_mod, "_deserialize", lambda *a: pytest.fail("tensors were loaded"))
     read_checkpoint_header(saved[0])
+
+
+def test_a_configuration_mismatch_is_one_readable_line(tmp_path):
+    """Issue 13: a config/tensor mismatch printed the whole VRNConfig and up to 8 tensors per kind; now a short
+    summary, with every tensor in the exception's note (shown by --debug's traceback)."""
+    other = dataclasses.replace(TINY, features=32)
+    path = _write_raw(tmp_path / "wrongcfg.safetensors", _tiny_model().state_dict(), _our_metadata(cfg=other))
+    with pytest.raises(WeightsError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "(32 px input, 32 features, 1 stacks, 8 depth bins)" in message and "VRNConfig(" not in message
+    assert message.count("(expected") == 3 and "more)" in message and "--debug" in message
+    note = "\n".join(getattr(info.value, "__notes__", [message]))
+    assert len(note.splitlines()) >= 2 or not hasattr(info.value, "add_note")

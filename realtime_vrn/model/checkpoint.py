@@ -48,6 +48,8 @@ _HEADER_ALIGN = 8
 _MAX_HEADER_BYTES = 100_000_000
 #: Metadata key of the tensor bytes' SHA-256 (the whole file's digest cannot live inside the file).
 TENSORS_SHA256_KEY = "tensors_sha256"
+#: Tensors named per kind of mismatch in the one-line error (a wrong configuration makes every tensor wrong).
+SHOWN_PROBLEMS = 3
 _REMEDY = (
     "install a model with `realtime-vrn weights fetch` + `realtime-vrn weights convert FILE`, "
     "or pass a checkpoint written by realtime-vrn with --weights PATH"
@@ -165,10 +167,17 @@ def model_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "
     """Build the network of ``checkpoint`` and load its weights strictly; returned in eval mode on ``device``."""
     net = VRN(checkpoint.cfg)
     expected = net.state_dict()
-    problems = _state_dict_problems(expected, checkpoint.state_dict)
+    problems = _state_dict_problems(expected, checkpoint.state_dict, limit=SHOWN_PROBLEMS)
     if problems:
         where = checkpoint.path or "checkpoint"
-        raise WeightsError(f"{where} does not match its configuration {checkpoint.cfg}: " + "; ".join(problems))
+        c = checkpoint.cfg
+        err = WeightsError(f"{where} does not match its configuration ({c.input_size} px input, {c.features} "
+                           f"features, {c.stacks} stacks, {c.depth_bins} depth bins): " + "; ".join(problems)
+                           + " (--debug lists every tensor)")
+        if hasattr(err, "add_note"):  # Python >= 3.11: shown under the traceback that --debug prints
+            err.add_note(f"configuration: {c}\n" + "\n".join(_state_dict_problems(expected, checkpoint.state_dict,
+                                                                                  limit=None)))
+        raise err
     net.load_state_dict(checkpoint.state_dict, strict=True)
     return net.eval().to(device)
 
@@ -370,8 +379,10 @@ def _deserialize(path: Path, data: bytes) -> dict[str, torch.Tensor]:
         raise WeightsError(f"checkpoint {path} is corrupt ({err}); install the model again") from err
 
 
-def _state_dict_problems(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> list[str]:
-    """Every difference between the network's tensors and the file's, as short phrases (empty when they match)."""
+def _state_dict_problems(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor],
+                         limit: int | None = 8) -> list[str]:
+    """Every difference between the network's tensors and the file's, as short phrases (empty when they match);
+    each kind names at most ``limit`` tensors (None: all)."""
     problems = []
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
@@ -388,7 +399,7 @@ def _state_dict_problems(expected: Mapping[str, torch.Tensor], found: Mapping[st
         ("not floating point", not_float),
     ):
         if items:
-            problems.append(f"{len(items)} {label}: {_abbreviate(items)}")
+            problems.append(f"{len(items)} {label}: {_abbreviate(items, limit or len(items))}")
     return problems
 
 
