@@ -22,7 +22,7 @@ import numpy as np
 
 from realtime_vrn.config import RunConfig
 from realtime_vrn.crop import CropTransform
-from realtime_vrn.model.guidance import network_input
+from realtime_vrn.model.guidance import mediapipe_in_crop, network_input, uses_mediapipe_depth
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.stability import LogitSmoother
 from realtime_vrn.stats import LatencyStats
@@ -105,7 +105,8 @@ class Reconstructor:
             rec.crop = CropTransform.from_landmarks(rec.landmarks.points68, size=self.cfg.input_size)
             rec.crop_image = rec.crop.warp(frame.image)
             points_crop = rec.crop.to_crop(rec.landmarks.points68) if self.cfg.guided else None
-            rec.batch = network_input(rec.crop_image, self.cfg, points_crop)
+            mp_crop = mediapipe_in_crop(rec.landmarks.points, rec.crop) if uses_mediapipe_depth(self.cfg) else None
+            rec.batch = network_input(rec.crop_image, self.cfg, points_crop, mp_crop)
         self.stats.add("landmarks+crop", t["landmarks"] + t["crop"])
         return rec
 

@@ -1,4 +1,12 @@
-"""Network input: the crop as a float tensor, plus landmark heatmaps for guided models."""
+"""Network input: the crop as a float tensor, plus landmark heatmaps for guided models, plus MediaPipe's depth.
+
+Input channels by model (``VRNConfig.in_channels``):
+
+- 3 (unguided): RGB in [0, 1];
+- 3 + 68 (guided): RGB, then 68 Gaussian heatmaps of the iBUG-68 points (peak 1);
+- 3 + 68 + 1 (guided with MediaPipe's depth): RGB, heatmaps, then MediaPipe's tessellated 468-point surface
+  rendered into the crop as a depth map (:func:`mediapipe_depth_map`): a prior the network refines.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +35,70 @@ def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = 
     return (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
 
 
-def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarray | None = None) -> np.ndarray:
+#: Input channels of a guided model that also takes MediaPipe's depth map.
+MP_DEPTH_CHANNELS = 3 + 68 + 1
+
+
+def uses_mediapipe_depth(cfg: VRNConfig) -> bool:
+    """True for models whose last input channel is MediaPipe's depth map."""
+    return cfg.in_channels == MP_DEPTH_CHANNELS
+
+
+def mediapipe_depth_map(points_crop: np.ndarray, size: int) -> np.ndarray:
+    """MediaPipe's face surface rendered into the crop as a depth map.
+
+    points_crop: (>= 468, 3) float Face Mesh points in crop pixels: x right, y down (pixel centres at integers),
+    z in crop pixels with **larger = nearer** (``-z_norm * frame width * crop scale``). The 468 surface points are
+    triangulated (:func:`realtime_vrn.landmarks.topology.face_mesh_triangles`), drawn far to near (painter's
+    order by mean depth), and each covered pixel centre gets the barycentric depth of its triangle.
+    Returns (size, size) float32: ``1 + (z - z_max) / (size / 2)`` on the face (1 at its front-most point,
+    lower behind it, clipped to [0.05, 1]), 0 where the face does not cover the pixel.
+    """
+    import cv2
+
+    from realtime_vrn.landmarks.topology import N_SURFACE_POINTS, face_mesh_triangles
+
+    pts = np.asarray(points_crop, np.float64)
+    if pts.ndim != 2 or pts.shape[0] < N_SURFACE_POINTS or pts.shape[1] != 3:
+        raise ValueError(f"expected (478, 3) Face Mesh points in crop pixels, got shape {pts.shape}")
+    pts = pts[:N_SURFACE_POINTS]
+    tri = face_mesh_triangles()
+    order = np.argsort(pts[tri, 2].mean(axis=1))  # far first: nearer triangles overwrite them
+    ids = np.full((size, size), -1, np.int32)
+    fixed = np.round(pts[:, :2] * 16).astype(np.int32)  # 4 fractional bits (cv2 shift=4)
+    for t in order:
+        cv2.fillConvexPoly(ids, fixed[tri[t]], int(t), lineType=cv2.LINE_8, shift=4)
+    out = np.zeros((size, size), np.float32)
+    ys, xs = np.nonzero(ids >= 0)
+    if len(ys) == 0:
+        return out
+    corners = pts[tri[ids[ys, xs]]]  # (P, 3, 3)
+    e1, e2 = corners[:, 1, :2] - corners[:, 0, :2], corners[:, 2, :2] - corners[:, 0, :2]
+    d = np.column_stack([xs, ys]).astype(np.float64) - corners[:, 0, :2]
+    den = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    den = np.where(np.abs(den) > 1e-12, den, 1e-12)
+    u = np.clip((d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / den, 0, 1)
+    w = np.clip((e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / den, 0, 1 - u)
+    z = (1 - u - w) * corners[:, 0, 2] + u * corners[:, 1, 2] + w * corners[:, 2, 2]
+    out[ys, xs] = np.clip(1.0 + (z - pts[:, 2].max()) / (size / 2), 0.05, 1.0)
+    return out
+
+
+def mediapipe_in_crop(points: np.ndarray, crop) -> np.ndarray:
+    """``FaceLandmarks.points`` (478, 3) frame px (z = z_norm x width, smaller nearer) -> (478, 3) float64 crop
+    px with z larger nearer, as :func:`mediapipe_depth_map` takes them. crop: a ``CropTransform``."""
+    pts = np.asarray(points, np.float64)
+    return np.column_stack([crop.to_crop(pts[:, :2]), -pts[:, 2] * crop.scale])
+
+
+def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarray | None = None,
+                  mediapipe_crop: np.ndarray | None = None) -> np.ndarray:
     """Build the (1, C, S, S) float32 network input.
 
     crop_rgb: (S, S, 3) uint8 RGB crop. Channels 0-2: RGB scaled to [0, 1] (no mean/std normalisation, as the
-    release). Guided models (C = 3 + 68) append the 68 landmark heatmaps of ``points68_crop`` ((68, 2) crop px).
+    release). Guided models (C = 3 + 68) append the 68 landmark heatmaps of ``points68_crop`` ((68, 2) crop px);
+    models with C = 3 + 68 + 1 append :func:`mediapipe_depth_map` of ``mediapipe_crop`` ((478, 3) crop px, z
+    larger nearer), or a zero map when it is None (no MediaPipe face: how such training samples were shown).
     """
     s = cfg.input_size
     if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
@@ -42,6 +109,9 @@ def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarra
     if points68_crop is None:
         raise ValueError("a guided model needs the 68 landmarks in crop pixels")
     maps = landmark_heatmaps(points68_crop, s)
+    if uses_mediapipe_depth(cfg):
+        depth = np.zeros((s, s), np.float32) if mediapipe_crop is None else mediapipe_depth_map(mediapipe_crop, s)
+        maps = np.concatenate([maps, depth[None]], axis=0)
     if 3 + len(maps) != cfg.in_channels:
         raise ValueError(f"model expects {cfg.in_channels} input channels, got 3 + {len(maps)} heatmaps")
     return np.concatenate([rgb, maps], axis=0)[None]

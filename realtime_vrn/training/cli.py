@@ -69,6 +69,9 @@ def add_parser(subparsers) -> None:
     train.add_argument("--inner-branch-blocks", type=positive_int, default=3)
     train.add_argument("--depth-bins", type=positive_int, default=100)
     train.add_argument("--guided", action="store_true", help="RGB + 68 landmark heatmaps (VRN-Guided)")
+    train.add_argument("--mediapipe-depth", action="store_true",
+                       help="guided, plus one channel: MediaPipe's face surface as a depth map in the crop (needs "
+                            "`data annotate` sidecars; implies --guided)")
     train.add_argument("--output-stride", type=int, choices=(2, 4), default=4,
                        help="4: the release's head (logits on the S/4 hourglass grid); 2: add the refinement head "
                             "(logits on an S/2 grid, finer surfaces)")
@@ -187,7 +190,9 @@ def _cmd_train(args) -> int:
         print(export_model(state, args.export))
         return 0
     try:
-        model = VRNConfig(input_size=args.size, in_channels=3 + 68 * args.guided, features=args.features,
+        guided = args.guided or args.mediapipe_depth
+        model = VRNConfig(input_size=args.size, in_channels=3 + 68 * guided + args.mediapipe_depth,
+                          features=args.features,
                           stacks=args.stacks, levels=args.levels, branch_blocks=args.branch_blocks,
                           inner_branch_blocks=args.inner_branch_blocks, depth_bins=args.depth_bins,
                           output_stride=args.output_stride)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from realtime_vrn.model.guidance import mediapipe_depth_map
+from realtime_vrn.training.annotate import mediapipe_points68
 from realtime_vrn.training.facemodel import FaceModel
 from realtime_vrn.training.synth import SynthConfig, SynthGenerator, SynthSample
 
@@ -134,36 +136,46 @@ def measure_samples_per_second(cfg: SynthConfig, n: int = 20) -> float:
 
 
 def to_training_item(image: np.ndarray, front: np.ndarray, back: np.ndarray, crop_points: np.ndarray,
-                     rng: np.random.Generator | None = None, flip_p: float = 0.0) -> dict[str, torch.Tensor]:
+                     rng: np.random.Generator | None = None, flip_p: float = 0.0,
+                     mp_depth: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """One training item: ``image`` (3, S, S) float32 RGB [0, 1]; ``front``/``back`` (S, S) float32 depth indices
-    (NaN = empty); ``points`` (68, 2) float32 crop px (the tracker-like points, for guided heatmaps).
+    (NaN = empty); ``points`` (68, 2) float32 crop px (the tracker-like points, for guided heatmaps); with
+    ``mp_depth`` ((S, S) float32, :func:`realtime_vrn.model.guidance.mediapipe_depth_map`) also ``mp_depth``
+    (1, S, S).
 
-    With probability ``flip_p`` the item is mirrored left-right (image, depth maps, points; the crop rule is
-    symmetric, so a mirrored crop is the crop of the mirrored frame).
+    With probability ``flip_p`` the item is mirrored left-right (image, depth maps, points, MediaPipe's depth map;
+    the crop rule is symmetric, so a mirrored crop is the crop of the mirrored frame).
     """
     s = image.shape[0]
     points = crop_points.astype(np.float32)
     if rng is not None and flip_p > 0 and rng.random() < flip_p:
         image, front, back = image[:, ::-1], front[:, ::-1], back[:, ::-1]
+        mp_depth = None if mp_depth is None else mp_depth[:, ::-1]
         points = points[FLIP_68].copy()
         points[:, 0] = (s - 1) - points[:, 0]
-    return {
+    item = {
         "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
         "front": torch.from_numpy(np.ascontiguousarray(front, dtype=np.float32)),
         "back": torch.from_numpy(np.ascontiguousarray(back, dtype=np.float32)),
         "points": torch.from_numpy(points),
     }
+    if mp_depth is not None:
+        item["mp_depth"] = torch.from_numpy(np.ascontiguousarray(mp_depth, dtype=np.float32)[None])
+    return item
 
 
 class ShardDataset(Dataset):
     """Samples of every ``shard-*.npz`` under a folder, all held in memory (uint8 images, float16 depths)."""
 
-    def __init__(self, folder: str | Path, flip_p: float = 0.2, seed: int = 0, points: str = "synthetic") -> None:
+    def __init__(self, folder: str | Path, flip_p: float = 0.2, seed: int = 0, points: str = "synthetic",
+                 mp_depth: bool = False) -> None:
         """points: which 68 points the guided heatmaps use: "synthetic" (the shards' ``crop_points``, projected
         ICT landmarks + noise) or "mediapipe" (MediaPipe's on the crop, from the ``shard-K.mp.npz`` sidecars of
-        ``realtime-vrn data annotate``; the synthetic points where MediaPipe found no face)."""
+        ``realtime-vrn data annotate``; the synthetic points where MediaPipe found no face).
+        mp_depth: also give each item MediaPipe's depth map (zeros where it found no face); needs the sidecars."""
         if points not in ("synthetic", "mediapipe"):
             raise ValueError(f"points must be 'synthetic' or 'mediapipe', got {points!r}")
+        self.mp_depth = mp_depth
         self.folder = Path(folder)
         self.flip_p = flip_p
         self.seed = seed
@@ -176,6 +188,13 @@ class ShardDataset(Dataset):
     def refresh(self) -> int:
         """Load shards that appeared since the last call (a renderer may still be writing). Returns new count."""
         new = [p for p in shard_files(self.folder) if p not in self.files]
+        if self.points == "mediapipe" or self.mp_depth:  # shards still waiting for `data annotate` come later
+            from realtime_vrn.training.annotate import sidecar_path
+
+            ready = [p for p in new if sidecar_path(p).is_file()]
+            if new and not ready and not self.files:
+                _mediapipe_points(new[0], 0)  # raises: says how to annotate
+            new = ready
         for path in new:
             d = load_shard(path)
             cfg = config_from_json(str(d.pop("config")))
@@ -184,15 +203,15 @@ class ShardDataset(Dataset):
             elif cfg != self.cfg:
                 raise ValueError(f"shard {path} was rendered with another configuration")
             d.pop("face_vertices", None)
-            if self.points == "mediapipe":
-                d["mp_points68"] = _mediapipe_points68(path, len(d["seed"]))
+            if self.points == "mediapipe" or self.mp_depth:
+                d["mp_points"] = _mediapipe_points(path, len(d["seed"]))
             for k, v in d.items():
                 self.arrays[k] = v if k not in self.arrays else np.concatenate([self.arrays[k], v])
             self.files.append(path)
         if not self.files:
             raise FileNotFoundError(f"no shard-*.npz files in {self.folder}")
-        if new and self.points == "mediapipe":
-            found = np.isfinite(self.arrays["mp_points68"][:, 0, 0])
+        if new and "mp_points" in self.arrays:
+            found = np.isfinite(self.arrays["mp_points"][:, 0, 0])
             log.info("guidance points: MediaPipe's on %d of %d crops, the synthetic ones elsewhere",
                      int(found.sum()), len(found))
         return len(new)
@@ -203,16 +222,25 @@ class ShardDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(self.arrays["seed"][i])])
         a = self.arrays
-        points = a["crop_points"][i]
-        if self.points == "mediapipe" and np.isfinite(a["mp_points68"][i, 0, 0]):
-            points = a["mp_points68"][i]
+        points, depth = a["crop_points"][i], None
+        found = "mp_points" in a and np.isfinite(a["mp_points"][i, 0, 0])
+        if self.points == "mediapipe" and found:
+            points = mediapipe_points68(a["mp_points"][i:i + 1])[0]
+        if self.mp_depth:
+            size = a["image"].shape[1]
+            if found:
+                mp = a["mp_points"][i].astype(np.float64)
+                mp[:, 2] = -mp[:, 2]  # sidecar z: MediaPipe's sign (smaller nearer)
+                depth = mediapipe_depth_map(mp, size)
+            else:
+                depth = np.zeros((size, size), np.float32)
         return to_training_item(a["image"][i], a["front"][i].astype(np.float32), a["back"][i].astype(np.float32),
-                                points, rng, self.flip_p)
+                                points, rng, self.flip_p, depth)
 
 
-def _mediapipe_points68(shard: Path, count: int) -> np.ndarray:
-    """(count, 68, 2) float32 MediaPipe iBUG-68 crop points of a shard from its sidecar (NaN: no face)."""
-    from realtime_vrn.training.annotate import mediapipe_points68, sidecar_path
+def _mediapipe_points(shard: Path, count: int) -> np.ndarray:
+    """(count, 478, 3) float32 MediaPipe crop points of a shard from its sidecar (NaN: no face)."""
+    from realtime_vrn.training.annotate import sidecar_path
 
     side = sidecar_path(shard)
     if not side.is_file():
@@ -222,7 +250,7 @@ def _mediapipe_points68(shard: Path, count: int) -> np.ndarray:
         points = d["mp_points"]
     if points.shape != (count, 478, 3):
         raise ValueError(f"{side} holds {points.shape[0]} samples' points, its shard {count}: annotate it again")
-    return mediapipe_points68(points)
+    return points
 
 
 class SynthStream(IterableDataset):
@@ -243,9 +271,18 @@ class SynthStream(IterableDataset):
                 seed += nw
 
 
-def network_input_batch(images: np.ndarray, points: np.ndarray, cfg) -> torch.Tensor:
+def network_input_batch(images: np.ndarray, points: np.ndarray, cfg, mp_points: np.ndarray | None = None
+                        ) -> torch.Tensor:
     """(N, C, S, S) float32 network input from crops (N, S, S, 3) uint8 RGB and tracker points (N, 68, 2) crop px,
-    by the same rule as inference (:func:`realtime_vrn.model.guidance.network_input`)."""
+    by the same rule as inference (:func:`realtime_vrn.model.guidance.network_input`). mp_points: (N, 478, 3)
+    MediaPipe crop points from the sidecars (z smaller nearer, NaN rows: no face), for depth-guided models."""
     from realtime_vrn.model.guidance import network_input
 
-    return torch.from_numpy(np.concatenate([network_input(img, cfg, pts) for img, pts in zip(images, points)]))
+    out = []
+    for k, (img, pts) in enumerate(zip(images, points)):
+        mp = None
+        if mp_points is not None and np.isfinite(mp_points[k, 0, 0]):
+            mp = mp_points[k].astype(np.float64)
+            mp[:, 2] = -mp[:, 2]
+        out.append(network_input(img, cfg, pts, mp))
+    return torch.from_numpy(np.concatenate(out))

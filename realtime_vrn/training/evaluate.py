@@ -35,6 +35,8 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from realtime_vrn.model.network import VRN, upsample_logits
+from realtime_vrn.model.guidance import uses_mediapipe_depth
+from realtime_vrn.training.annotate import sidecar_path
 from realtime_vrn.training.dataset import load_shard, network_input_batch, shard_files
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,9 @@ def load_heldout(folder: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"held-out shards in {folder} lack face_vertices (render them with --heldout)")
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "config"}
     out["config"] = parts[0]["config"]
+    sidecars = [sidecar_path(f) for f in files]
+    if all(s.is_file() for s in sidecars):  # MediaPipe on the crops (`data annotate`): depth-guided models need it
+        out["mp_points"] = np.concatenate([np.load(s)["mp_points"] for s in sidecars])
     return out
 
 
@@ -217,7 +222,11 @@ def evaluate(net: VRN, heldout: dict[str, np.ndarray], *, oracle: bool = False, 
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
         if not oracle:
-            x = network_input_batch(heldout["image"][idx], heldout["crop_points"][idx], cfg).to(device)
+            mp = heldout["mp_points"][idx] if "mp_points" in heldout else None
+            if uses_mediapipe_depth(cfg) and mp is None:
+                raise ValueError("this model takes MediaPipe's depth: annotate the held-out shards first "
+                                 "(`realtime-vrn data annotate HELDOUT`)")
+            x = network_input_batch(heldout["image"][idx], heldout["crop_points"][idx], cfg, mp).to(device)
             with torch.no_grad():
                 lowres = net.forward_lowres(x).float()
                 probs = torch.sigmoid(upsample_logits(lowres, cfg.input_size)).cpu().numpy()

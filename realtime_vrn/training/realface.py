@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -105,19 +104,11 @@ def load_real_folder(folder: str | Path, limit: int | None = None) -> list[RealP
 # ------------------------------------------------------------------------------------------------ surfaces
 
 
-@lru_cache(maxsize=1)
 def mediapipe_triangles() -> np.ndarray:
-    """(T, 3) int32 triangles of MediaPipe's 468-point face mesh: the 3-cliques of the tessellation's edge graph,
-    each once, vertex indices ascending (winding is irrelevant to sampling)."""
-    from mediapipe.tasks.python.vision import FaceLandmarksConnections
+    """(854, 3) int32 triangles of MediaPipe's 468-point mesh (:func:`realtime_vrn.landmarks.topology.face_mesh_triangles`)."""
+    from realtime_vrn.landmarks.topology import face_mesh_triangles
 
-    edges = {(min(c.start, c.end), max(c.start, c.end)) for c in FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION}
-    neighbours: dict[int, set[int]] = {}
-    for a, b in edges:
-        neighbours.setdefault(a, set()).add(b)
-        neighbours.setdefault(b, set()).add(a)
-    triangles = [(a, b, c) for a, b in sorted(edges) for c in sorted(neighbours[a] & neighbours[b]) if c > b]
-    return np.asarray(triangles, np.int32)
+    return face_mesh_triangles()
 
 
 def mediapipe_surface(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
+from realtime_vrn.model.guidance import uses_mediapipe_depth
 from realtime_vrn.model.network import VRN, VRNConfig, count_parameters, upsample_logits
 from realtime_vrn.training.volumes import downsample_target, target_from_depths
 
@@ -140,14 +141,20 @@ def voxel_loss(logits_lowres: torch.Tensor, front: torch.Tensor, back: torch.Ten
 
 
 def network_batch(batch: dict[str, torch.Tensor], cfg: VRNConfig, device: torch.device) -> torch.Tensor:
-    """(N, C, S, S) float32 input: RGB, then for guided models the 68 landmark heatmaps of ``batch["points"]``."""
+    """(N, C, S, S) float32 input: RGB, then for guided models the 68 landmark heatmaps of ``batch["points"]``,
+    then for depth-guided ones ``batch["mp_depth"]``."""
     x = batch["image"].to(device, non_blocking=True)
     if not cfg.guided:
         return x
     from realtime_vrn.model.guidance import landmark_heatmaps
 
-    maps = np.stack([landmark_heatmaps(p.numpy(), cfg.input_size) for p in batch["points"]])
-    return torch.cat([x, torch.from_numpy(maps).to(device)], dim=1)
+    maps = torch.from_numpy(np.stack([landmark_heatmaps(p.numpy(), cfg.input_size) for p in batch["points"]]))
+    parts = [x, maps.to(device)]
+    if uses_mediapipe_depth(cfg):
+        if "mp_depth" not in batch:
+            raise ValueError("this model takes MediaPipe's depth map: train on annotated shards (`data annotate`)")
+        parts.append(batch["mp_depth"].to(device))
+    return torch.cat(parts, dim=1)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -174,7 +181,8 @@ def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
     from realtime_vrn.training.synth import SynthConfig
 
     if cfg.data:
-        ds = ShardDataset(cfg.data, flip_p=cfg.flip_p, seed=cfg.seed, points=cfg.points)
+        ds = ShardDataset(cfg.data, flip_p=cfg.flip_p, seed=cfg.seed, points=cfg.points,
+                          mp_depth=uses_mediapipe_depth(cfg.model))
         if ds.cfg.size != cfg.model.input_size or ds.cfg.depth_bins != cfg.model.depth_bins:
             raise ValueError(f"shards in {cfg.data} are {ds.cfg.size}px x {ds.cfg.depth_bins} bins, the model "
                              f"expects {cfg.model.input_size}px x {cfg.model.depth_bins} bins")
@@ -182,8 +190,8 @@ def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
         sampler = RandomSampler(ds, replacement=True, num_samples=10**9, generator=gen)
         return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                           drop_last=True), ds
-    if cfg.points != "synthetic":
-        raise ValueError("--points mediapipe needs rendered shards (--data) annotated by `realtime-vrn data annotate`")
+    if cfg.points != "synthetic" or uses_mediapipe_depth(cfg.model):
+        raise ValueError("--points mediapipe and --mediapipe-depth need rendered shards (--data) annotated by `realtime-vrn data annotate`")
     synth = SynthConfig(size=cfg.model.input_size, depth_bins=cfg.model.depth_bins)
     ds = SynthStream(synth, first_seed=cfg.seed * 10_000_000, flip_p=cfg.flip_p)
     return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers), ds
@@ -290,8 +298,9 @@ def init_from(net: VRN, source: str | Path) -> None:
 
     Three ways to grow a trained model are allowed, all starting as (or, for the third, nearly as) the source:
 
-    - an unguided source (3 channels) initialises a guided network (3 + 68): the stem's weights for the heatmap
-      channels start at zero, and the network learns what the heatmaps add;
+    - a source with fewer input channels initialises one with more (unguided 3 -> guided 3 + 68, guided ->
+      guided with MediaPipe's depth 3 + 68 + 1): the stem's weights for the new channels start at zero, and the
+      network learns what they add;
     - a source with fewer hourglasses initialises a deeper stack: the extra hourglasses keep their fresh weights
       except the last normalisation of each residual branch (``lin2``), whose scale starts at 0 and shift at a
       small positive constant. Such a stack adds the same constant to every feature, which the next
@@ -325,10 +334,10 @@ def init_from(net: VRN, source: str | Path) -> None:
         target = own[key]
         if value.shape == target.shape:
             merged[key] = value
-        elif key == "stem_conv.weight" and value.shape[1] == 3 and value.shape[0] == target.shape[0] \
+        elif key == "stem_conv.weight" and value.shape[1] < target.shape[1] and value.shape[0] == target.shape[0] \
                 and value.shape[2:] == target.shape[2:]:
             grown = torch.zeros_like(target)
-            grown[:, :3] = value
+            grown[:, :value.shape[1]] = value
             merged[key] = grown
         else:
             problems.append(f"{key}: {tuple(value.shape)} in {source.name}, {tuple(target.shape)} here")
