@@ -125,13 +125,6 @@ def test_weights_list_runs(vrn_home, capsys):
     assert main(["weights", "list"]) == 0
 
 
-def test_window_run_under_xvfb(display, plane_checkpoint, demo_clip, capsys):
-    """With a display and no output asked for, a video run opens the live window and closes it at the end."""
-    assert main(["--video", str(demo_clip), "--weights", str(plane_checkpoint), "--max-frames", "3",
-                 "--no-progress"]) == 0
-    assert "3 frames" in capsys.readouterr().out
-
-
 def test_window_without_display_suggests_headless(plane_checkpoint, face_photos, monkeypatch, capsys):
     """The live window is refused with a clear message when there is no display (--camera would fail first on
     this machine, which has no camera, so the window is forced on for an image run)."""

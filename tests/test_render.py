@@ -17,15 +17,48 @@ W, H = 96, 64
 RASTERIZERS = ["compute", "pipeline"]
 
 
+def open_renderer(rasterizer: str) -> Renderer:
+    """An open renderer on its own offscreen context. Skips only when this machine cannot create the OpenGL
+    context the rasterizer needs (no EGL; OpenGL < 4.3 for the compute one); anything else going wrong (a shader
+    that does not compile) is a failure, not twenty skipped tests."""
+    from realtime_vrn.errors import DisplayError
+    from realtime_vrn.render.context import create_offscreen_context
+    from realtime_vrn.render.renderer import _COMPUTE_GL
+
+    try:
+        ctx = create_offscreen_context()
+    except DisplayError as err:
+        pytest.skip(f"no offscreen OpenGL context: {err}")
+    if rasterizer == "compute" and ctx.version_code < _COMPUTE_GL:
+        ctx.release()
+        pytest.skip(f"the compute rasterizer needs OpenGL 4.3, this context has {ctx.version_code}")
+    try:
+        return Renderer(ctx, rasterizer=rasterizer).open()
+    except BaseException:
+        ctx.release()
+        raise
+
+
 @pytest.fixture(scope="module", params=RASTERIZERS)
 def renderer(request):
-    r = Renderer(rasterizer=request.param)
-    try:
-        r.open()
-    except Exception as err:  # noqa: BLE001 - no EGL / no GL 4.3 on this machine
-        pytest.skip(f"no offscreen OpenGL context for the {request.param} rasterizer: {err}")
+    r = open_renderer(request.param)
     yield r
+    ctx = r._ctx
     r.close()
+    ctx.release()
+
+
+@pytest.mark.parametrize("rasterizer", RASTERIZERS)
+def test_a_broken_shader_fails_instead_of_skipping(monkeypatch, rasterizer):
+    """Issue 13: the fixture skipped on any exception, so a broken shader turned the render tests into skips."""
+    from realtime_vrn.render import renderer as renderer_module
+
+    real = renderer_module.load_shader
+    monkeypatch.setattr(renderer_module, "load_shader",
+                        lambda name: real(name).replace("void main", "void broken_main", 1))
+    with pytest.raises(Exception) as info:
+        open_renderer(rasterizer)
+    assert not isinstance(info.value, pytest.skip.Exception), info.value
 
 
 def black(w=W, h=H):

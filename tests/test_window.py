@@ -129,3 +129,12 @@ def test_missing_glfw_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "glfw", None)  # import glfw -> ImportError
     with pytest.raises(DisplayError, match=r"realtime-vrn\[window\]"):
         LiveWindow().open()
+
+
+def test_window_run_under_xvfb(display, plane_checkpoint, demo_clip, capsys):
+    """With a display and no output asked for, a video run opens the live window and closes it at the end."""
+    from realtime_vrn.cli import main
+
+    assert main(["--video", str(demo_clip), "--weights", str(plane_checkpoint), "--max-frames", "3",
+                 "--no-progress"]) == 0
+    assert "3 frames" in capsys.readouterr().out
