@@ -50,7 +50,8 @@ def mediapipe_depth_map(points_crop: np.ndarray, size: int) -> np.ndarray:
     points_crop: (>= 468, 3) float Face Mesh points in crop pixels: x right, y down (pixel centres at integers),
     z in crop pixels with **larger = nearer** (``-z_norm * frame width * crop scale``). The 468 surface points are
     triangulated (:func:`realtime_vrn.landmarks.topology.face_mesh_triangles`), drawn far to near (painter's
-    order by mean depth), and each covered pixel centre gets the barycentric depth of its triangle.
+    order by mean depth, OpenCV's filled polygons with 1/16-px vertices), and each covered pixel centre gets the
+    depth of its triangle's plane there (barycentric, extrapolated for edge pixels just outside it).
     Returns (size, size) float32: ``1 + (z - z_max) / (size / 2)`` on the face (1 at its front-most point,
     lower behind it, clipped to [0.05, 1]), 0 where the face does not cover the pixel.
     """
@@ -77,8 +78,10 @@ def mediapipe_depth_map(points_crop: np.ndarray, size: int) -> np.ndarray:
     d = np.column_stack([xs, ys]).astype(np.float64) - corners[:, 0, :2]
     den = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
     den = np.where(np.abs(den) > 1e-12, den, 1e-12)
-    u = np.clip((d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / den, 0, 1)
-    w = np.clip((e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / den, 0, 1 - u)
+    # OpenCV also fills pixels whose centre lies just outside the triangle (its outline): extrapolate the
+    # triangle's plane there (exact for a plane), bounded for slivers.
+    u = np.clip((d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / den, -4.0, 5.0)
+    w = np.clip((e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / den, -4.0, 5.0)
     z = (1 - u - w) * corners[:, 0, 2] + u * corners[:, 1, 2] + w * corners[:, 2, 2]
     out[ys, xs] = np.clip(1.0 + (z - pts[:, 2].max()) / (size / 2), 0.05, 1.0)
     return out

@@ -1,0 +1,149 @@
+"""MediaPipe as guidance: its points on the training crops (``data annotate``), its depth map as an input
+channel, the training items built from them, and the 71 -> 72 channel warm start. Real faces throughout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from realtime_vrn.crop import CropTransform
+from realtime_vrn.model.guidance import (MP_DEPTH_CHANNELS, landmark_heatmaps, mediapipe_depth_map,
+                                         mediapipe_in_crop, network_input, uses_mediapipe_depth)
+from realtime_vrn.model.network import VRN, VRNConfig
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def portrait():
+    """The frontal bundled portrait: (image RGB, MediaPipe landmarks, 96-px crop)."""
+    import cv2
+
+    from realtime_vrn.landmarks import open_tracker
+    from conftest import FACES
+
+    rgb = np.ascontiguousarray(cv2.imread(str(FACES / "asj.jpg"))[:, :, ::-1])
+    with open_tracker(static=True, smoothing=False) as tracker:
+        lm = tracker.process(rgb, 0.0)
+    assert lm is not None
+    return rgb, lm, CropTransform.from_landmarks(lm.points68, size=SIZE)
+
+
+def test_depth_map_interpolates_a_plane_exactly_and_is_zero_off_the_face(portrait):
+    _, lm, crop = portrait
+    pts = mediapipe_in_crop(lm.points, crop)
+    pts[:, 2] = 0.25 * pts[:, 0] - 0.5 * pts[:, 1] + 3.0  # a tilted plane through the face's (x, y)
+    depth = mediapipe_depth_map(pts, SIZE)
+    assert depth.shape == (SIZE, SIZE) and depth.dtype == np.float32
+    ys, xs = np.nonzero(depth)
+    assert 0.1 < len(ys) / SIZE**2 < 0.6  # the face, not the whole crop
+    expected = np.clip(1 + (0.25 * xs - 0.5 * ys + 3.0 - pts[:468, 2].max()) / (SIZE / 2), 0.05, 1.0)
+    exact = np.abs(depth[ys, xs] - expected) < 1e-5  # linear in a triangle: exact, also extrapolated at its edge
+    assert exact.mean() > 0.99  # but for a few edge pixels of sliver triangles (bounded extrapolation)
+    assert np.abs(depth[ys, xs] - expected).max() < 0.06
+    assert depth[0, 0] == 0 and depth[-1, -1] == 0
+
+
+def test_depth_map_of_a_real_face_puts_the_nose_in_front(portrait):
+    _, lm, crop = portrait
+    pts = mediapipe_in_crop(lm.points, crop)
+    depth = mediapipe_depth_map(pts, SIZE)
+    nose, cheek = np.round(pts[4, :2]).astype(int), np.round(pts[234, :2] * 0.8 + pts[4, :2] * 0.2).astype(int)
+    assert depth[nose[1], nose[0]] > 0.95  # the nose tip is (nearly) the front-most point
+    assert 0.05 < depth[cheek[1], cheek[0]] < depth[nose[1], nose[0]] - 0.1
+    with pytest.raises(ValueError, match="478"):
+        mediapipe_depth_map(pts[:100], SIZE)
+
+
+def test_network_input_appends_the_depth_map_for_72_channel_models(portrait):
+    rgb, lm, crop = portrait
+    cfg = VRNConfig(input_size=SIZE, in_channels=MP_DEPTH_CHANNELS, features=16, stacks=1, depth_bins=20,
+                    branch_blocks=1, inner_branch_blocks=1)
+    assert uses_mediapipe_depth(cfg) and not uses_mediapipe_depth(VRNConfig(input_size=SIZE, in_channels=71))
+    image = crop.warp(rgb)
+    pts68 = crop.to_crop(lm.points68)
+    mp = mediapipe_in_crop(lm.points, crop)
+    x = network_input(image, cfg, pts68, mp)
+    assert x.shape == (1, 72, SIZE, SIZE)
+    np.testing.assert_array_equal(x[0, 3:71], landmark_heatmaps(pts68, SIZE))
+    np.testing.assert_array_equal(x[0, 71], mediapipe_depth_map(mp, SIZE))
+    assert not network_input(image, cfg, pts68, None)[0, 71].any()  # no MediaPipe face: a zero map
+
+
+def test_a_guided_model_grows_a_depth_channel_that_starts_as_a_no_op(tmp_path, portrait):
+    from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint
+    from realtime_vrn.training.train import init_from
+
+    small = dict(input_size=SIZE, features=16, stacks=1, depth_bins=20, branch_blocks=1, inner_branch_blocks=1)
+    torch.manual_seed(0)
+    guided = VRN(VRNConfig(in_channels=71, **small)).eval()
+    path = tmp_path / "guided.safetensors"
+    save_checkpoint(path, guided, CheckpointMeta(source="test", licence="MIT"))
+    grown = VRN(VRNConfig(in_channels=72, **small)).eval()
+    init_from(grown, path)
+    assert not grown.stem_conv.weight[:, 71].any()
+    rgb, lm, crop = portrait
+    x = torch.from_numpy(network_input(crop.warp(rgb), grown.cfg, crop.to_crop(lm.points68),
+                                       mediapipe_in_crop(lm.points, crop)))
+    with torch.no_grad():
+        np.testing.assert_allclose(grown.forward_lowres(x).numpy(), guided.forward_lowres(x[:, :71]).numpy(),
+                                   atol=1e-5)
+
+
+def _write_shard(folder, rgb, crop):
+    """A one-sample shard of a real face crop (depths: a box in the middle), in the shard file layout."""
+    from realtime_vrn.training.dataset import config_json
+    from realtime_vrn.training.synth import SynthConfig
+
+    front = np.full((1, SIZE, SIZE), np.nan, np.float16)
+    back = front.copy()
+    front[0, 30:60, 30:60], back[0, 30:60, 30:60] = 80, 20
+    np.savez(folder / "shard-0000000000.npz", config=np.array(config_json(SynthConfig(size=SIZE))),
+             image=crop.warp(rgb)[None], front=front, back=back, landmarks=np.zeros((1, 68, 3), np.float32),
+             crop_points=np.full((1, 68, 2), 40.0, np.float32), pose=np.zeros((1, 3), np.float32),
+             seed=np.array([7], np.int64))
+
+
+def test_annotate_finds_the_face_on_the_crop_where_mediapipe_finds_it_in_the_photo(tmp_path, portrait):
+    from realtime_vrn.cli import main
+    from realtime_vrn.training.annotate import sidecar_path
+
+    rgb, lm, crop = portrait
+    _write_shard(tmp_path, rgb, crop)
+    assert main(["data", "annotate", str(tmp_path)]) == 0
+    side = sidecar_path(tmp_path / "shard-0000000000.npz")
+    points = np.load(side)["mp_points"]
+    assert points.shape == (1, 478, 3)
+    on_crop = points[0, :, :2]
+    from_photo = crop.to_crop(lm.points[:, :2].astype(np.float64))
+    # MediaPipe on the 96-px crop (upscaled x4) vs on the 700-px photo mapped into the crop: the same face,
+    # within a pixel or two of the crop on average (a pixel-centre slip of the x4 mapping would add 0.4 px)
+    err = np.linalg.norm(on_crop - from_photo, axis=1)
+    assert np.median(err) < 1.5 and abs(np.mean(on_crop - from_photo)) < 1.0
+    assert main(["data", "annotate", str(tmp_path)]) == 0  # nothing left to do: the sidecar stays
+    assert np.array_equal(np.load(side)["mp_points"], points)
+
+
+def test_training_items_use_mediapipe_points_and_depth_and_flip_them(tmp_path, portrait):
+    from realtime_vrn.training.annotate import mediapipe_points68, sidecar_path
+    from realtime_vrn.training.dataset import ShardDataset
+
+    rgb, lm, crop = portrait
+    _write_shard(tmp_path, rgb, crop)
+    with pytest.raises(FileNotFoundError, match="data annotate"):
+        ShardDataset(tmp_path, points="mediapipe")
+    mp = mediapipe_in_crop(lm.points, crop)
+    sidecar = mp.copy()
+    sidecar[:, 2] = -sidecar[:, 2]  # sidecars keep MediaPipe's sign
+    sidecar = sidecar.astype(np.float32).astype(np.float64)
+    np.savez(sidecar_path(tmp_path / "shard-0000000000.npz"), mp_points=sidecar[None].astype(np.float32))
+    plain = ShardDataset(tmp_path, flip_p=0.0, points="mediapipe", mp_depth=True)[0]
+    np.testing.assert_array_equal(plain["points"].numpy(), mediapipe_points68(sidecar[None].astype(np.float32))[0])
+    np.testing.assert_allclose(plain["mp_depth"][0].numpy(), mediapipe_depth_map(sidecar * [1, 1, -1], SIZE),
+                               atol=1e-6)
+    flipped = ShardDataset(tmp_path, flip_p=1.0, points="mediapipe", mp_depth=True)[0]
+    np.testing.assert_array_equal(flipped["mp_depth"].numpy(), plain["mp_depth"].numpy()[:, :, ::-1])
+    np.testing.assert_array_equal(flipped["image"].numpy(), plain["image"].numpy()[:, :, ::-1])
+    synthetic = ShardDataset(tmp_path, flip_p=0.0)[0]
+    assert "mp_depth" not in synthetic and np.all(synthetic["points"].numpy() == 40.0)
