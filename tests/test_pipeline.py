@@ -288,3 +288,34 @@ def test_a_recording_refuses_another_clip_of_the_same_size(plane_checkpoint, dem
     with pytest.raises(ConfigError, match=r"\(448 frames\), this input short.mp4 has 12"):
         ReplayTracker(record, source={"name": "short.mp4", "frames": 12})
     ReplayTracker(record, source={"name": demo_clip.name, "frames": frames})  # the clip it was recorded on
+
+
+def test_the_shipped_default_model_reconstructs_a_real_face(vrn_home, face_photos):
+    """The model a user gets without options (vrn-small, shipped in the package), end to end on the bundled
+    frontal portrait: one face-sized mesh, in place over the landmarks, its nose in front of its jawline.
+    (2026-12 model: 18k vertices, mesh box 1.04 x 1.41 the landmark box, nose 0.39 face sizes in front.)"""
+    from pathlib import Path
+
+    from realtime_vrn.weights.registry import DEFAULT_MODEL
+
+    photo = next(p for p in face_photos if p.name == "asj.jpg")
+    got = []
+    config = RunConfig(image=photo, headless=True, progress=False, backend="torch")  # torch: no ONNX export
+    summary = run(config.validate(), on_frame=got.append)
+    assert Path(summary.model).name == f"{DEFAULT_MODEL}.safetensors" and summary.frames_with_face == 1
+    rec = got[0]
+    vertices, p68 = rec.mesh.vertices, rec.landmarks.points68
+    lo, hi = p68.min(axis=0), p68.max(axis=0)
+    size = float(np.sqrt(np.prod(hi - lo)))  # the face size the crop is built on (frame pixels)
+    assert len(vertices) > 2000
+    extent = vertices[:, :2].max(axis=0) - vertices[:, :2].min(axis=0)
+    assert (extent >= 0.9 * (hi - lo)).all() and (extent <= 2.0 * (hi - lo)).all()
+    margin = 0.4 * (hi - lo)
+    assert (vertices[:, :2] >= lo - margin).all() and (vertices[:, :2] <= hi + margin).all()
+
+    def depth_near(points: np.ndarray) -> float:  # median z (frame frame: larger = nearer) of nearby vertices
+        d = np.linalg.norm(vertices[:, None, :2] - points[None, :, :], axis=2).min(axis=1)
+        return float(np.median(vertices[d < 0.1 * size, 2]))
+
+    relief = (depth_near(p68[30:31]) - depth_near(p68[0:17])) / size  # nose tip vs jawline (iBUG 30, 0-16)
+    assert relief > 0.15, relief
