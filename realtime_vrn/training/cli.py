@@ -113,6 +113,8 @@ def add_parser(subparsers) -> None:
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--real", type=Path, metavar="DIR",
                        help="photos with 3D landmarks in the AFLW2000-3D layout (imageNNNNN.jpg + .mat)")
+    which.add_argument("--photos", type=Path, metavar="DIR",
+                       help="no scores: draw our mesh beside MediaPipe's for any photos (OUT/photos.png)")
     which.add_argument("--heldout", type=Path, metavar="DIR",
                        help="held-out synthetic shard folder (`data render --heldout`)")
     ev.add_argument("--out", type=Path, default=None, help="report folder (default out/eval-real or out/eval)")
@@ -234,7 +236,7 @@ def _cmd_eval(args) -> int:
         if args.model is not None and args.model != args.weights:
             raise ConfigError("give the model once: as MODEL or as --weights, not both")
         args.model = args.weights
-    if args.real is not None:
+    if args.real is not None or args.photos is not None:
         return _cmd_eval_real(args)
     from realtime_vrn.training.evaluate import evaluate, load_heldout, write_report
 
@@ -269,10 +271,20 @@ def _cmd_eval_real(args) -> int:
         raise ConfigError(f"eval --real runs the pipeline's backends, which load .safetensors checkpoints; export "
                           f"{args.model} first (`realtime-vrn train --out RUN --export MODEL.safetensors`)")
     weights = resolve_weights(None, args.model)
+    out = args.out or Path("out/eval-real")
+    if args.photos is not None:
+        from realtime_vrn.training.realface import photos_sheet
+
+        try:
+            print(photos_sheet(args.photos, weights, out / "photos.png", backend=args.backend,
+                               device=args.device or "auto", limit=args.limit))
+        except RealFaceError as err:
+            raise ConfigError(str(err)) from err
+        return 0
     try:
         report, sheet = evaluate_real(args.real, weights, backend=args.backend, device=args.device or "auto",
                                       limit=args.limit, sheet_count=max(args.sheet, 0))
-        paths = write_real_report(report, sheet, args.out or Path("out/eval-real"))
+        paths = write_real_report(report, sheet, out)
     except RealFaceError as err:
         raise ConfigError(str(err)) from err
     print(format_table(report))

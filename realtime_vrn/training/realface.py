@@ -499,6 +499,31 @@ def comparison_sheet(rows: Iterable[PhotoSurfaces], path: str | Path, display: i
     return path
 
 
+def photos_sheet(folder: str | Path, weights: str | Path, path: str | Path, *, backend: str = "auto",
+                 device: str = "auto", limit: int | None = None) -> Path:
+    """:func:`comparison_sheet` for any photos (``*.jpg``, ``*.jpeg``, ``*.png`` of ``folder``, sorted; no ground
+    truth needed): our mesh beside MediaPipe's. Photos without a face are left out (logged)."""
+    import cv2
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
+    if not files:
+        raise RealFaceError(f"{folder} holds no .jpg or .png photos")
+    rows = []
+    with RealFaceRunner(weights, backend, device) as runner:
+        for i, photo in enumerate(files):
+            bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            if bgr is None:
+                log.warning("%s: not a readable image, left out", photo.name)
+                continue
+            result = runner.run(np.ascontiguousarray(bgr[:, :, ::-1]), i)  # OpenCV reads BGR
+            if result is None:
+                log.warning("%s: no face found, left out", photo.name)
+                continue
+            rows.append(result)
+    return comparison_sheet(rows, path)
+
+
 def write_real_report(report: dict, sheet: list, out_dir: str | Path) -> list[Path]:
     """eval-real.json, surface_error_by_yaw.png and (when a photo had a face) photos.png in ``out_dir``."""
     out_dir = Path(out_dir)
