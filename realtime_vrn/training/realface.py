@@ -451,13 +451,17 @@ def plot_real(report: dict, path: str | Path, title: str = "") -> Path:
 
 
 def _facing_camera(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """faces (F, 3) re-wound so that each triangle runs clockwise in the image (y down), i.e. counter-clockwise
-    seen from the camera with y up: the outward winding for a surface seen from the front. MediaPipe's cliques
-    carry no winding; this orients them for shading."""
-    f = np.asarray(faces, np.int32)
+    """faces (F, 3) wound consistently across the mesh (trimesh's winding repair: each shared edge runs both ways)
+    and, as a whole, outwards: the side where most triangles run clockwise in the image (y down), i.e. face the
+    camera. MediaPipe's cliques carry no winding; this orients them for shading."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), process=False)
+    trimesh.repair.fix_winding(mesh)
+    f = np.asarray(mesh.faces, np.int32)
     a, b, c = (vertices[f[:, k], :2] for k in range(3))
     cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    return np.where((cross > 0)[:, None], f, f[:, ::-1])
+    return f if (cross > 0).sum() >= (cross < 0).sum() else np.ascontiguousarray(f[:, ::-1])
 
 
 def _to_display(vertices: np.ndarray, crop: Any, display: int) -> np.ndarray:
