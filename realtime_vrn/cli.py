@@ -63,6 +63,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     out.add_argument("--y-up", action="store_true", default=None,
                      help="export meshes with y up (MeshLab/Blender); default is frame pixels, y down")
     out.add_argument("--headless", action="store_true", default=None, help="never open a window")
+    out.add_argument("--faces", choices=("all", "largest"),
+                     help="reconstruct every face or the largest (default: all in photos, largest in video)")
     out.add_argument("--view", choices=("overlay", "side_by_side", "mesh3d"), help="what to draw (default overlay)")
     out.add_argument("--blend", type=unit_float, metavar="A", help="mesh opacity over the frame, 0-1")
     out.add_argument("--virtual-camera", action="store_true", default=None,

@@ -43,6 +43,7 @@ class RunConfig:
     headless: bool = False
     render: bool = False  # render even when nothing shows or records the picture (benchmarks)
     view: str = "overlay"
+    faces: str | None = None  # "all" or "largest"; None: all for photos, largest for video and cameras
     blend: float = 0.7  # overlay opacity of the mesh over the frame
     # model and inference
     model: str | None = None  # installed model name (see `realtime-vrn weights list`)
@@ -69,6 +70,11 @@ class RunConfig:
         sources = [n for n in ("camera", "video", "image") if getattr(self, n) is not None]
         if len(sources) > 1:
             raise ConfigError(f"give one input, got {', '.join('--' + s for s in sources)}")
+        if self.faces is not None and self.faces not in FACE_CHOICES:
+            raise ConfigError(f"unknown --faces {self.faces!r}; choose one of: {', '.join(FACE_CHOICES)}")
+        if self.faces == "all" and (self.video is not None or self.camera is not None or self.is_demo):
+            raise ConfigError("--faces all works on photos (--image) so far; video and cameras reconstruct the "
+                              "largest face")
         if self.view not in VIEWS:
             raise ConfigError(f"unknown view {self.view!r}; choose one of: {', '.join(VIEWS)}")
         if self.surface not in SURFACE_KINDS:
@@ -94,6 +100,10 @@ class RunConfig:
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a camera index >= 0, got {self.camera}")
         return self
+
+    def all_faces(self, still: bool) -> bool:
+        """Whether every face of a picture is reconstructed (``faces``; by default for still images only)."""
+        return self.faces == "all" or (self.faces is None and still)
 
     @property
     def is_demo(self) -> bool:

@@ -82,6 +82,20 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
+def merge_meshes(meshes: list[Any]) -> Any:
+    """One Mesh holding several (same frame, e.g. every face of a photo; colours kept when all have them), so
+    that the renderer draws every face's overlay in one pass."""
+    import numpy as np
+
+    from realtime_vrn.surface.mesh import Mesh
+
+    offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
+    colors = None if any(m.colors is None for m in meshes) else np.concatenate([m.colors for m in meshes])
+    return Mesh(vertices=np.concatenate([m.vertices for m in meshes]),
+                faces=np.concatenate([m.faces + o for m, o in zip(meshes, offsets)]).astype(np.int32),
+                normals=np.concatenate([m.normals for m in meshes]), colors=colors, frame=meshes[0].frame)
+
+
 def output_name(frame: Any) -> str:
     """What a frame's outputs are called: the photo's name (``IMG_1234``), else ``frame_<index>``."""
     return frame.name if getattr(frame, "name", None) else f"frame_{frame.index:06d}"
@@ -293,16 +307,20 @@ class Outputs:
     # -- per frame ----------------------------------------------------------------------------------------
     def push(self, rec: Any, stats: LatencyStats) -> bool:
         c = self.config
-        if rec.mesh is not None and not rec.mesh.is_empty:
-            self._last_mesh = rec.mesh
+        meshes = rec.meshes if hasattr(rec, "meshes") else [m for m in [rec.mesh] if m is not None and not m.is_empty]
+        if meshes:
+            self._last_mesh = meshes[0]
             self._frames_with_face += 1
             if c.export is not None and (self._frames_with_face - 1) % c.export_every == 0:
-                self._export(rec.mesh, c.export / f"{output_name(rec.frame)}.{c.mesh_format}")
+                for k, mesh in enumerate(meshes):  # IMG_1234.obj (largest face), IMG_1234_face1.obj, ...
+                    suffix = f"_face{k}" if k else ""
+                    self._export(mesh, c.export / f"{output_name(rec.frame)}{suffix}.{c.mesh_format}")
                 self._check_export_size()
         if self._renderer is None:
             return True
         with stats.time("render"):
-            picture = self._render(rec.frame.image, rec.mesh, self._hud(rec, stats))
+            drawn = merge_meshes(meshes) if len(meshes) > 1 else rec.mesh
+            picture = self._render(rec.frame.image, drawn, self._hud(rec, stats))
         for sink in self._sinks:
             if rec.frame.name is not None and hasattr(sink, "prefix"):  # image files named after the photo
                 sink.write(picture, name=rec.frame.name)

@@ -39,6 +39,8 @@ RSS_EVERY = 1000
 RSS_TRACE_MAX = 200
 #: Frames decoded ahead of the pipeline for video files (a bounded queue: decoding overlaps processing).
 VIDEO_PREFETCH = 4
+#: Faces reconstructed per photo with --faces all (a crowd photo beyond this keeps its largest faces).
+MAX_FACES = 32
 
 
 @dataclass
@@ -58,6 +60,12 @@ class Reconstruction:
     mesh: Mesh | None = None
     batch: np.ndarray | None = None  # (1, C, S, S) float32 network input, between prepare() and finish()
     timings: dict[str, float] = field(default_factory=dict)
+    others: list["Reconstruction"] = field(default_factory=list)  # --faces all: the frame's other faces
+
+    @property
+    def meshes(self) -> list[Mesh]:
+        """Every face's mesh in this frame, largest face first (empty meshes left out)."""
+        return [r.mesh for r in [self, *self.others] if r.mesh is not None and not r.mesh.is_empty]
 
     @property
     def has_face(self) -> bool:
@@ -69,13 +77,16 @@ class Reconstructor:
 
     def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None,
                  media_fps: float | None = None, smoother: LogitSmoother | None = None,
-                 extractor: Any = None) -> None:
+                 extractor: Any = None, all_faces: bool = False) -> None:
         """media_fps: for offline video, the file's frame rate; the tracker then runs on the media timeline
         (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
         smoother: temporal filter of the network output (video and camera; None for still images).
         extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device = True``, see
         :mod:`realtime_vrn.gpu.surface`) gets the backend's logits without leaving the GPU, and then the
-        "network" time only covers launching the forward pass (the GPU runs it while "surface" waits)."""
+        "network" time only covers launching the forward pass (the GPU runs it while "surface" waits).
+        all_faces: reconstruct every face the tracker finds (``tracker.process_all``, still images), not only the
+        largest."""
+        self.all_faces = all_faces
         self.tracker = tracker
         self.smoother = smoother
         self.media_fps = media_fps
@@ -91,33 +102,50 @@ class Reconstructor:
 
     def prepare(self, frame: Any) -> Reconstruction:
         """The CPU front half: landmarks, crop and the network input (``rec.batch``, (1, C, S, S) float32).
+        With ``all_faces`` the largest face is ``rec`` and every other face of the frame one of ``rec.others``.
 
         Touches only the tracker, so it may run on another thread than :meth:`finish` (see :class:`Pipelined`).
         """
         rec = Reconstruction(frame=frame)
         t = rec.timings
+        faces: list[Any] = []
         with self.stats.time("landmarks", t):
             clock = frame.index / self.media_fps if self.media_fps else frame.timestamp
-            rec.landmarks = self.tracker.process(frame.image, clock)
+            if self.all_faces and hasattr(self.tracker, "process_all"):
+                faces = self.tracker.process_all(frame.image, clock)
+                rec.landmarks = faces[0] if faces else None
+            else:
+                rec.landmarks = self.tracker.process(frame.image, clock)
         if rec.landmarks is None:
             return rec
         with self.stats.time("crop", t):
-            rec.crop = CropTransform.from_landmarks(rec.landmarks.points68, size=self.cfg.input_size)
-            rec.crop_image = rec.crop.warp(frame.image)
-            points_crop = rec.crop.to_crop(rec.landmarks.points68) if self.cfg.guided else None
-            mp_crop = mediapipe_in_crop(rec.landmarks.points, rec.crop) if uses_mediapipe_depth(self.cfg) else None
-            rec.batch = network_input(rec.crop_image, self.cfg, points_crop, mp_crop)
+            self._prepare_face(rec)
+            rec.others = [self._prepare_face(Reconstruction(frame=frame, landmarks=f)) for f in faces[1:]]
         self.stats.add("landmarks+crop", t["landmarks"] + t["crop"])
+        return rec
+
+    def _prepare_face(self, rec: Reconstruction) -> Reconstruction:
+        rec.crop = CropTransform.from_landmarks(rec.landmarks.points68, size=self.cfg.input_size)
+        rec.crop_image = rec.crop.warp(rec.frame.image)
+        points_crop = rec.crop.to_crop(rec.landmarks.points68) if self.cfg.guided else None
+        mp_crop = mediapipe_in_crop(rec.landmarks.points, rec.crop) if uses_mediapipe_depth(self.cfg) else None
+        rec.batch = network_input(rec.crop_image, self.cfg, points_crop, mp_crop)
         return rec
 
     def finish(self, rec: Reconstruction) -> Reconstruction:
         """The back half: network, temporal filter, surface, colours, frame mapping. Touches only the backend,
         the smoother and the extractor; frames must arrive in order (the smoother is stateful)."""
-        t = rec.timings
         if rec.landmarks is None:
             if self.smoother is not None:
                 self.smoother.reset()
             return rec
+        self._finish_face(rec)
+        for other in rec.others:  # further faces of a still image (no smoother there)
+            self._finish_face(other)
+        return rec
+
+    def _finish_face(self, rec: Reconstruction) -> None:
+        t = rec.timings
         with self.stats.time("network", t):
             if self.on_device:  # logits stay on the GPU: a CuPy view of the backend's output
                 logits = self.extractor.asarray(self.backend.infer_device(rec.batch))[0]
@@ -132,7 +160,6 @@ class Reconstructor:
             if not mesh.is_empty:
                 mesh.colors = sample_colours(mesh, rec.crop_image)
             rec.mesh = to_image_frame(mesh, rec.crop)
-        return rec
 
 
 class Pipelined:
@@ -307,7 +334,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
         rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
-                            smoother=smoother, extractor=extractor)
+                            smoother=smoother, extractor=extractor, all_faces=config.all_faces(source.is_still))
         total = source.frame_count
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames
@@ -360,12 +387,13 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
 
 def _open_tracker(config: RunConfig, source: Any):
     """MediaPipe (default), or a recording replayed (``--landmarks``); recorded when ``--record-landmarks``."""
-    from realtime_vrn.landmarks import open_tracker
+    from realtime_vrn.landmarks import DEFAULT_MAX_FACES, open_tracker
     from realtime_vrn.landmarks.recorded import RecordingTracker, ReplayTracker, source_identity
 
     if config.landmarks is not None:
         return ReplayTracker(config.landmarks, source=source_identity(source))
-    tracker = open_tracker(static=source.is_still, smoothing=config.smoothing)
+    tracker = open_tracker(static=source.is_still, smoothing=config.smoothing,
+                           max_faces=MAX_FACES if config.all_faces(source.is_still) else DEFAULT_MAX_FACES)
     if config.record_landmarks:
         return RecordingTracker(tracker, config.record_landmarks, source=source_identity(source))
     return tracker

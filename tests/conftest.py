@@ -12,6 +12,8 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 FACES = TESTS / "data" / "faces"
+#: The team's shared data: REALTIME_VRN_SHARED, else ../shared beside the checkout.
+SHARED = Path(os.environ.get("REALTIME_VRN_SHARED") or TESTS.parents[1] / "shared")
 
 
 def _has_cuda() -> bool:
@@ -58,6 +60,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def faces_pool() -> Path:
+    """``<shared>/data/faces-pool``: real photos read in place (their image rights forbid copies in the project)."""
+    pool = SHARED / "data" / "faces-pool"
+    if not pool.is_dir():
+        pytest.skip(f"faces-pool not at {pool} (shared data)")
+    return pool
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,27 @@ class LandmarkTracker:
         image_rgb: (H, W, 3) uint8 RGB (frame pixels). timestamp: seconds (``Frame.timestamp``), increasing;
         it drives the smoothing filter. Returns a ``FaceLandmarks`` in frame pixels (see its docstring).
         """
+        faces = self._faces(image_rgb, timestamp)
+        if not faces:
+            return None
+        points = faces[0]
+        if self.smoothing:
+            points = self._filter(points, timestamp, scale=_face_size(to_ibug68(points)))
+        return FaceLandmarks(points=points, points68=to_ibug68(points), n_faces=len(faces))
+
+    def process_all(self, image_rgb: np.ndarray, timestamp: float) -> list[FaceLandmarks]:
+        """Landmarks of every face found (up to the backend's ``max_faces``), largest first; [] when none.
+
+        For still images (no smoothing: faces are not followed from frame to frame). Same image and point
+        conventions as :meth:`process`.
+        """
+        if self.smoothing:
+            raise RuntimeError("process_all is for still images (a tracker without smoothing)")
+        faces = self._faces(image_rgb, timestamp)
+        return [FaceLandmarks(points=p, points68=to_ibug68(p), n_faces=len(faces)) for p in faces]
+
+    def _faces(self, image_rgb: np.ndarray, timestamp: float) -> list[np.ndarray]:
+        """Every face's (478, 3) points, largest first; counts frames with and without a face."""
         _check_image(image_rgb)
         if not self._opened:
             raise RuntimeError("open the tracker first (use it in a with block)")
@@ -114,15 +135,13 @@ class LandmarkTracker:
         self._frames += 1
         if not faces:
             self._no_face()
-            return None
-        points = max(faces, key=_box_area)
-        if points.shape != (N_POINTS, 3):
-            raise RuntimeError(f"backend {self.backend.name} returned points of shape {points.shape}, "
-                               f"expected ({N_POINTS}, 3)")
+            return []
+        for points in faces:
+            if points.shape != (N_POINTS, 3):
+                raise RuntimeError(f"backend {self.backend.name} returned points of shape {points.shape}, "
+                                   f"expected ({N_POINTS}, 3)")
         self._face_found()
-        if self.smoothing:
-            points = self._filter(points, timestamp, scale=_face_size(to_ibug68(points)))
-        return FaceLandmarks(points=points, points68=to_ibug68(points), n_faces=len(faces))
+        return sorted(faces, key=_box_area, reverse=True)
 
     def _detect(self, image: np.ndarray, timestamp: float) -> list[np.ndarray]:
         """Every face's points; one face tracked cheaply unless a census found several (see DEFAULT_MAX_FACES)."""
@@ -181,11 +200,31 @@ def open_tracker(backend: str = "auto", static: bool = False, smoothing: bool = 
     """
     if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1:
         raise ValueError(f"max_faces must be an int >= 1, got {max_faces!r}")
+    if static and backend == "auto":
+        full_range = _open_full_range(max_faces)
+        if full_range is not None:
+            return LandmarkTracker(full_range, smoothing=smoothing).open()
     if static or max_faces == 1:
         return LandmarkTracker(open_backend(backend, static, max_faces), smoothing=smoothing).open()
     single = open_backend(backend, False, 1)
     several = partial(_create_backend, single.name, max_faces=max_faces)
     return LandmarkTracker(single, smoothing=smoothing, several=several).open()
+
+
+def _open_full_range(max_faces: int) -> FaceMeshBackend | None:
+    """The full-range detector + per-face mesh for still images (sees small and distant faces), or None where
+    it cannot start (a mediapipe without the Solutions API): then the Face Mesh's own detector is used."""
+    from realtime_vrn.landmarks.detector import FullRangeFaceMesh
+
+    backend = FullRangeFaceMesh(max_faces=max_faces)
+    try:
+        backend.open()
+    except Exception as err:  # noqa: BLE001 - the next choice is tried and says what is wrong with it
+        backend.close()
+        log.info("full-range face detector unavailable (%s); using the Face Mesh's own detector", err)
+        return None
+    log.info("face tracker backend: %s (image mode)", backend.name)
+    return backend
 
 
 def _create_backend(name: str, static: bool, max_faces: int) -> FaceMeshBackend:
