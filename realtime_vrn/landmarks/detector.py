@@ -6,8 +6,9 @@ photo (or a black-and-white portrait) are below what it sees, and the run said "
 full-range detector (192 px input, trained for faces up to ~5 m away) runs on the whole image and, for a long
 image, also on overlapping square tiles (a face keeps more of its pixels in a tile); overlapping boxes are merged
 (non-maximum suppression). Each box becomes a square crop of CROP_SCALE times its side, where the Face Mesh (one
-face, static mode) finds the 478 points, mapped back to frame pixels. The Face Mesh with its own detector on the
-whole image adds the large poses (near profiles) the full-range detector misses; a face found twice is kept once.
+face, static mode) finds the 478 points, mapped back to frame pixels. The Face Mesh with its own detector runs on
+the whole image first: the faces it finds keep exactly the landmarks they had before (large poses too, which the
+full-range detector misses); the detector only adds the faces it did not find.
 
 MediaPipe's Solutions API (mediapipe 0.10.21) only; with the Tasks backend the Face Landmarker's own detector
 is used (``FaceMeshBackend`` with several faces).
@@ -35,6 +36,8 @@ NMS_IOU = 0.3
 TILE_ASPECT = 1.2
 #: Two meshes whose nose tips are closer than this fraction of the face size are the same face.
 SAME_FACE_FRACTION = 0.3
+#: Crops smaller than this (pixels) are not searched (a box at the image's corner).
+MIN_CROP = 8
 #: MediaPipe Face Mesh point 1 is the nose tip (where two results of one face agree best).
 NOSE_TIP = 1
 #: Faces the Face Mesh also looks for with its own (short-range) detector on the whole image: it finds the
@@ -126,14 +129,17 @@ class FullRangeFaceMesh(FaceMeshBackend):
         return boxes[nms(boxes, np.asarray(scores))]
 
     def detect(self, image_rgb: np.ndarray, timestamp: float) -> list[np.ndarray]:
+        """The Face Mesh's own result on the whole image (unchanged for the faces it finds), then every face the
+        full-range detector adds, found on its own crop; largest first."""
         height, width = image_rgb.shape[:2]
-        faces: list[np.ndarray] = []
+        faces = [normalized_to_pixels(np.array([(p.x, p.y, p.z) for p in face.landmark], np.float64), width, height)
+                 for face in self._whole.process(image_rgb).multi_face_landmarks or []]
         for x0, y0, x1, y1 in self.boxes(image_rgb):
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             half = CROP_SCALE * max(x1 - x0, y1 - y0) / 2
             left, top = int(max(0, cx - half)), int(max(0, cy - half))
             right, bottom = int(min(width, cx + half)), int(min(height, cy + half))
-            if right - left < 8 or bottom - top < 8:
+            if right - left < MIN_CROP or bottom - top < MIN_CROP or _inside_any(faces, (cx, cy)):
                 continue
             crop = np.ascontiguousarray(image_rgb[top:bottom, left:right])
             result = self._mesh.process(crop).multi_face_landmarks
@@ -141,14 +147,8 @@ class FullRangeFaceMesh(FaceMeshBackend):
                 continue
             xyz = np.array([(p.x, p.y, p.z) for p in result[0].landmark], dtype=np.float64)
             points = normalized_to_pixels(xyz, right - left, bottom - top)  # crop pixels (no scaling)
-            points[:, 0] += left
+            points[:, 0] += left  # crop -> frame pixels: a shift (z stays in pixels, as x)
             points[:, 1] += top
-            if not _seen(points, faces):
-                faces.append(points)
-        height, width = image_rgb.shape[:2]
-        for face in self._whole.process(image_rgb).multi_face_landmarks or []:  # large poses the detector misses
-            points = normalized_to_pixels(np.array([(p.x, p.y, p.z) for p in face.landmark], np.float64), width,
-                                          height)
             if not _seen(points, faces):
                 faces.append(points)
         faces.sort(key=lambda p: -_box_area(p))
@@ -165,6 +165,15 @@ class FullRangeFaceMesh(FaceMeshBackend):
 def _box_area(points: np.ndarray) -> float:
     extent = points[:, :2].max(axis=0) - points[:, :2].min(axis=0)
     return float(extent[0] * extent[1])
+
+
+def _inside_any(faces: list[np.ndarray], centre: tuple[float, float]) -> bool:
+    """Whether a detector box's centre lies in the (x, y) box of a face already found (no second mesh pass)."""
+    for f in faces:
+        lo, hi = f[:, :2].min(axis=0), f[:, :2].max(axis=0)
+        if lo[0] <= centre[0] <= hi[0] and lo[1] <= centre[1] <= hi[1]:
+            return True
+    return False
 
 
 def _seen(points: np.ndarray, faces: list[np.ndarray]) -> bool:
