@@ -46,6 +46,8 @@ MIN_COMMON_POINTS = 10
 #: Barycentric tolerance: a point on a shared edge counts as inside (float error must not open cracks).
 INSIDE_TOLERANCE = 1e-6
 SURFACES = ("ours", "mediapipe", "mean_face")
+METRIC = ("inner-51 surface error: mean |dz| / sqrt(w h) on the inner points both ours and MediaPipe's surface "
+          "cover (the mean face: those of them it covers), each side's mean z removed")
 
 
 class RealFaceError(ValueError):
@@ -85,7 +87,8 @@ def load_real_folder(folder: str | Path, limit: int | None = None) -> list[RealP
     folder = Path(folder)
     if not folder.is_dir():
         raise RealFaceError(f"{folder} is not a folder of photos with 3D landmarks (AFLW2000-3D layout)")
-    pairs = [(jpg, jpg.with_suffix(".mat")) for jpg in sorted(folder.glob("*.jpg")) if jpg.with_suffix(".mat").is_file()]
+    pairs = [(jpg, jpg.with_suffix(".mat")) for jpg in sorted(folder.glob("*.jpg"))
+             if jpg.with_suffix(".mat").is_file()]
     if not pairs:
         raise RealFaceError(f"{folder} holds no imageNNNNN.jpg with an imageNNNNN.mat beside it (AFLW2000-3D layout)")
     photos = []
@@ -105,7 +108,8 @@ def load_real_folder(folder: str | Path, limit: int | None = None) -> list[RealP
 
 
 def mediapipe_triangles() -> np.ndarray:
-    """(854, 3) int32 triangles of MediaPipe's 468-point mesh (:func:`realtime_vrn.landmarks.topology.face_mesh_triangles`)."""
+    """(854, 3) int32 triangles of MediaPipe's 468-point mesh
+    (:func:`realtime_vrn.landmarks.topology.face_mesh_triangles`)."""
     from realtime_vrn.landmarks.topology import face_mesh_triangles
 
     return face_mesh_triangles()
@@ -336,8 +340,8 @@ class RealFaceRunner:
 def score_photo(photo: RealPhoto, result: PhotoSurfaces | None) -> dict:
     """Per-photo record: name, yaw, bucket, and (when MediaPipe found a face) the surface errors on the common
     inner points (None when too few) and the 68-landmark NME3D of each surface."""
-    row: dict[str, Any] = {"photo": photo.image.name, "yaw": round(photo.yaw_deg, 3), "bucket": bucket_of(photo.yaw_deg),
-                           "found": result is not None, "surface_error": None}
+    row: dict[str, Any] = {"photo": photo.image.name, "yaw": round(photo.yaw_deg, 3),
+                           "bucket": bucket_of(photo.yaw_deg), "found": result is not None, "surface_error": None}
     if result is None:
         return row
     norm = photo.box_side
@@ -388,7 +392,7 @@ def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "au
         describe = runner.describe
     summary = summarise(per_photo, len(photos), sum(p["found"] for p in per_photo))
     report = {"folder": str(folder), "weights": str(weights), "backend": describe,
-              "metric": "inner-51 surface error: mean |dz| / sqrt(w h) on points all surfaces cover, z means removed",
+              "metric": METRIC,
               "min_common_points": MIN_COMMON_POINTS, "summary": summary, "per_photo": per_photo}
     return report, sheet
 
