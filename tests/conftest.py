@@ -37,6 +37,14 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 SHARED_DATA_REASONS = ("shared data", "ICT face model missing", "reference dump not here")
 
 
+def pytest_configure(config):
+    # Triton (PyPI's CUDA torch) before any OpenGL context: code outside render/ (training's synthetic data)
+    # makes EGL contexts itself, and a later torch.export would segfault (see render.context.LLVM_PACKAGES).
+    from realtime_vrn.render.context import import_llvm_packages_first
+
+    import_llvm_packages_first()
+
+
 def pytest_ignore_collect(collection_path, config):
     if collection_path.name not in WINDOW_TEST_MODULES:
         return None

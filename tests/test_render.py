@@ -351,3 +351,24 @@ def test_compute_rasterizer_limits_the_triangle_count(renderer, monkeypatch):
     monkeypatch.setattr(module, "_MAX_ID_BITS", 3)  # at most 7 triangles
     with pytest.raises(ValueError, match="pipeline"):
         renderer.render(black(), ellipsoid_mesh((48.0, 32.0, 0.0), (20.0, 20.0, 20.0), 50))
+
+
+def test_torch_export_works_after_an_opengl_context():
+    """With PyPI's CUDA torch (2.14, Triton installed) an OpenGL context made before torch.export segfaulted the
+    process at ``import triton`` (two LLVMs); the context now imports Triton first. In a child process: a crash
+    must fail this test, not end the run."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed (CPU torch): nothing to clash with Mesa's LLVM")
+    code = ("import torch\n"
+            "from realtime_vrn.render.context import create_offscreen_context\n"
+            "create_offscreen_context().release()\n"
+            "torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),))\n"
+            "print('exported')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 and "cannot create an offscreen OpenGL" in proc.stderr:
+        pytest.skip("no offscreen OpenGL context")
+    assert proc.returncode == 0 and "exported" in proc.stdout, proc.stderr[-3000:]

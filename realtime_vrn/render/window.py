@@ -120,6 +120,9 @@ class LiveWindow:
             raise DisplayError(
                 f"no display for the live window (DISPLAY and WAYLAND_DISPLAY are unset): {HEADLESS_HINT}"
             )
+        from .context import import_llvm_packages_first
+
+        import_llvm_packages_first()  # before the driver loads Mesa's LLVM (see LLVM_PACKAGES)
         try:
             import glfw
         except ImportError as err:
