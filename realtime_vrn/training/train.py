@@ -191,7 +191,8 @@ def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
         return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                           drop_last=True), ds
     if cfg.points != "synthetic" or uses_mediapipe_depth(cfg.model):
-        raise ValueError("--points mediapipe and --mediapipe-depth need rendered shards (--data) annotated by `realtime-vrn data annotate`")
+        raise ValueError("--points mediapipe and --mediapipe-depth need rendered shards (--data) annotated by "
+                         "`realtime-vrn data annotate`")
     synth = SynthConfig(size=cfg.model.input_size, depth_bins=cfg.model.depth_bins)
     ds = SynthStream(synth, first_seed=cfg.seed * 10_000_000, flip_p=cfg.flip_p)
     return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers), ds
