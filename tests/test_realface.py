@@ -101,7 +101,10 @@ def test_mediapipe_surface_builds_and_returns_its_own_depth_at_its_vertices(real
     from mediapipe.tasks.python.vision import FaceLandmarksConnections
 
     edges = {(min(c.start, c.end), max(c.start, c.end)) for c in FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION}
+    from realtime_vrn.landmarks.topology import triangles_from_tessellation
+
     assert tri.shape == (854, 3) and tri.dtype == np.int32
+    np.testing.assert_array_equal(tri, triangles_from_tessellation())  # the written-out table is MediaPipe's
     assert tri.max() == 467 and len(np.unique(tri)) == 468
     assert all((a, b) in edges and (b, c) in edges and (a, c) in edges for a, b, c in tri)
     covered = {(a, b) for t in tri for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
