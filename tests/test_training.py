@@ -362,7 +362,6 @@ def test_face_solid_is_closed():
 
 @pytest.fixture(scope="module")
 def generator():
-    pytest.importorskip("realtime_vrn.crop", reason="realtime_vrn.crop not available yet")
     if not DEFAULT_NPZ.is_file():
         pytest.skip("ICT face model missing")
     from realtime_vrn.training.synth import SynthConfig, SynthGenerator

@@ -370,6 +370,9 @@ class SynthRasteriser:
             return
         import moderngl
 
+        from realtime_vrn.render.context import import_llvm_packages_first
+
+        import_llvm_packages_first()  # Triton (CUDA torch wheels) segfaults when imported after llvmpipe's LLVM
         ctx = moderngl.create_standalone_context(backend="egl")
         self._ctx = ctx
         self._face = ctx.program(vertex_shader=_shader("synth_face.vert"), fragment_shader=_shader("synth_face.frag"))
