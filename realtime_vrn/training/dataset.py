@@ -254,21 +254,24 @@ def _mediapipe_points(shard: Path, count: int) -> np.ndarray:
 
 
 class SynthStream(IterableDataset):
-    """Endless on-the-fly samples (each DataLoader worker owns a renderer and a disjoint seed sequence)."""
+    """Endless on-the-fly samples (each DataLoader worker owns a renderer and a disjoint seed sequence).
 
-    def __init__(self, cfg: SynthConfig, first_seed: int = 0, flip_p: float = 0.0) -> None:
-        self.cfg, self.first_seed, self.flip_p = cfg, first_seed, flip_p
+    stride: seeds taken by other processes in between (``torchrun`` ranks: rank r of W starts at first seed + r
+    and strides W, so the ranks never render the same face)."""
+
+    def __init__(self, cfg: SynthConfig, first_seed: int = 0, flip_p: float = 0.0, stride: int = 1) -> None:
+        self.cfg, self.first_seed, self.flip_p, self.stride = cfg, first_seed, flip_p, stride
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        seed = self.first_seed + wid
+        seed = self.first_seed + wid * self.stride
         with SynthGenerator(self.cfg) as gen:
             while True:
                 s = gen.sample(seed)
                 rng = np.random.default_rng([seed, 1])
                 yield to_training_item(s.image, s.front, s.back, s.crop_points, rng, self.flip_p)
-                seed += nw
+                seed += nw * self.stride
 
 
 def network_input_batch(images: np.ndarray, points: np.ndarray, cfg, mp_points: np.ndarray | None = None

@@ -27,7 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 
 from realtime_vrn.model.guidance import uses_mediapipe_depth
 from realtime_vrn.model.network import VRN, VRNConfig, count_parameters, upsample_logits
@@ -176,7 +178,53 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=cfg.lr)
 
 
-def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a ``torchrun`` job (WORLD_SIZE, RANK, LOCAL_RANK); one rank without torchrun."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes the checkpoints, the logs and the progress bar."""
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> "Ranks":
+        try:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        except ValueError as err:
+            raise ValueError(f"torchrun's WORLD_SIZE / RANK / LOCAL_RANK are not integers: {err}") from err
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"rank {rank} of {world} processes is not a valid torchrun placement")
+        return cls(rank, world, local)
+
+
+class GlobalBatchSampler(Sampler):
+    """Endless batches of dataset indices, drawn with replacement from one seeded stream of *global* batches of
+    ``batch_size x world`` indices; rank r takes the r-th slice. W ranks with batch B therefore train on exactly
+    the samples of one rank with batch W x B (DistributedDataParallel averages their gradients: the same step).
+    The stream starts from (seed, dataset size, start step), so a resumed run draws fresh batches."""
+
+    def __init__(self, size: int, batch_size: int, ranks: Ranks, seed: int, start_step: int = 0) -> None:
+        self.size, self.batch_size, self.ranks = size, batch_size, ranks
+        self.key = [seed, size, start_step]
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.key)
+        lo = self.ranks.rank * self.batch_size
+        while True:
+            batch = rng.integers(0, self.size, size=self.batch_size * self.ranks.world)
+            yield batch[lo:lo + self.batch_size].tolist()
+
+    def __len__(self) -> int:
+        return 10**9
+
+
+def _loader(cfg: TrainConfig, ranks: Ranks = Ranks(), step: int = 0) -> tuple[DataLoader, object]:
     from realtime_vrn.training.dataset import ShardDataset, SynthStream
     from realtime_vrn.training.synth import SynthConfig
 
@@ -186,16 +234,43 @@ def _loader(cfg: TrainConfig) -> tuple[DataLoader, object]:
         if ds.cfg.size != cfg.model.input_size or ds.cfg.depth_bins != cfg.model.depth_bins:
             raise ValueError(f"shards in {cfg.data} are {ds.cfg.size}px x {ds.cfg.depth_bins} bins, the model "
                              f"expects {cfg.model.input_size}px x {cfg.model.depth_bins} bins")
-        gen = torch.Generator().manual_seed(cfg.seed)
-        sampler = RandomSampler(ds, replacement=True, num_samples=10**9, generator=gen)
-        return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                          drop_last=True), ds
+        return _loader_for(ds, cfg, ranks, step)
     if cfg.points != "synthetic" or uses_mediapipe_depth(cfg.model):
         raise ValueError("--points mediapipe and --mediapipe-depth need rendered shards (--data) annotated by "
                          "`realtime-vrn data annotate`")
     synth = SynthConfig(size=cfg.model.input_size, depth_bins=cfg.model.depth_bins)
-    ds = SynthStream(synth, first_seed=cfg.seed * 10_000_000, flip_p=cfg.flip_p)
+    # each rank renders its own seeds (rank r of W: first seeds r, r + W, ... per DataLoader worker)
+    ds = SynthStream(synth, first_seed=cfg.seed * 10_000_000 + step * cfg.batch_size * ranks.world + ranks.rank,
+                     flip_p=cfg.flip_p, stride=ranks.world)
     return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers), ds
+
+
+class _LowRes(torch.nn.Module):
+    """``net.forward_lowres`` as a module's ``forward``: what DistributedDataParallel wraps (it hooks forward)."""
+
+    def __init__(self, net: VRN) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_lowres(x)
+
+
+def _start_ranks(cfg: TrainConfig, ranks: Ranks) -> torch.device:
+    """The device of this rank; under torchrun also joins the process group (NCCL on CUDA, gloo on the CPU)."""
+    if ranks.world == 1:
+        return torch.device(cfg.device)
+    import torch.distributed as dist
+
+    if cfg.device.startswith("cuda"):
+        device, backend = torch.device("cuda", ranks.local_rank), "nccl"
+        torch.cuda.set_device(device)
+    else:
+        device, backend = torch.device(cfg.device), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    log.info("rank %d of %d (%s, %s)", ranks.rank, ranks.world, backend, device)
+    return device
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seconds: float | None = None) -> Path:
@@ -204,12 +279,25 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
     Writes ``<out>/config.json``, ``<out>/log.jsonl`` (step, seconds, loss, lr) and ``<out>/last.pt`` every
     ``checkpoint_every_s`` and at the end; ``<out>/step-<k>.pt`` snapshots are not kept (disk).
     """
+    ranks = Ranks.from_environment()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    device = _start_ranks(cfg, ranks)
+    try:
+        return _train(cfg, ranks, device, out, resume, progress, max_seconds)
+    finally:
+        if ranks.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, out: Path, resume: bool, progress: bool,
+           max_seconds: float | None) -> Path:
     net = VRN(cfg.model).to(device)
     opt = _optimizer(cfg, net.parameters())
     use_amp = cfg.amp and device.type == "cuda"
@@ -231,12 +319,18 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
     average = weight_average(net, cfg.ema) if cfg.ema > 0 else None
     if average is not None and state is not None and state.get("ema") is not None:
         average.load_state_dict(state["ema"])
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    log.info("model %s: %d parameters", cfg.model, count_parameters(net))
+    if ranks.main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        log.info("model %s: %d parameters", cfg.model, count_parameters(net))
+    model: torch.nn.Module = _LowRes(net)
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-    loader, dataset = _loader(cfg)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    loader, dataset = _loader(cfg, ranks, step)
     bar = None
-    if progress:
+    if progress and ranks.main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
@@ -245,7 +339,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
     t_refresh = time.perf_counter()
     running = None
     net.train()
-    with open(out / "log.jsonl", "a") as logf:
+    with open(out / "log.jsonl", "a") if ranks.main else contextlib.nullcontext() as logf:
         it = iter(loader)
         while step < cfg.steps:
             batch = next(it)
@@ -256,7 +350,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
             front = batch["front"].to(device)
             back = batch["back"].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = net.forward_lowres(x)
+                logits = model(x)
             loss = voxel_loss(logits, front, back, cfg.loss, cfg.front_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -272,21 +366,23 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, max_seco
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-            if step % cfg.log_every == 0:
+            if logf is not None and step % cfg.log_every == 0:
                 logf.write(json.dumps({"step": step, "s": round(time.perf_counter() - t_start, 1),
                                        "loss": round(value, 5), "avg": round(running, 5), "lr": lr}) + "\n")
                 logf.flush()
             now = time.perf_counter()
-            if now - t_ckpt > cfg.checkpoint_every_s or step == cfg.steps:
+            if ranks.main and (now - t_ckpt > cfg.checkpoint_every_s or step == cfg.steps):
                 _save_state(state_path, net, opt, step, now - t_start, cfg, average)
                 t_ckpt = now
-            if cfg.data and now - t_refresh > 120 and cfg.workers == 0:
-                if dataset.refresh():  # shards still being rendered by a separate process
-                    loader, _ = _loader_for(dataset, cfg)
+            # one rank alone: pick up shards a renderer is still writing (several ranks keep one data set)
+            if cfg.data and now - t_refresh > 120 and cfg.workers == 0 and ranks.world == 1:
+                if dataset.refresh():
+                    loader, _ = _loader_for(dataset, cfg, ranks, step)
                     it = iter(loader)
                 t_refresh = now
-            if max_seconds is not None and now - t_start >= max_seconds:
-                _save_state(state_path, net, opt, step, now - t_start, cfg, average)
+            if max_seconds is not None and _all_agree(now - t_start >= max_seconds, ranks, device):
+                if ranks.main:
+                    _save_state(state_path, net, opt, step, now - t_start, cfg, average)
                 break
     if bar:
         bar.close()
@@ -355,10 +451,20 @@ def init_from(net: VRN, source: str | Path) -> None:
             norm.bias.fill_(GROWN_STACK_SHIFT)
 
 
-def _loader_for(ds, cfg: TrainConfig) -> tuple[DataLoader, object]:
-    gen = torch.Generator().manual_seed(cfg.seed + len(ds))
-    sampler = RandomSampler(ds, replacement=True, num_samples=10**9, generator=gen)
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=0, drop_last=True), ds
+def _loader_for(ds, cfg: TrainConfig, ranks: Ranks = Ranks(), step: int = 0) -> tuple[DataLoader, object]:
+    sampler = GlobalBatchSampler(len(ds), cfg.batch_size, ranks, cfg.seed, step)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers), ds
+
+
+def _all_agree(flag: bool, ranks: Ranks, device: torch.device) -> bool:
+    """True when rank 0 says so (all ranks stop at the same step; a collective call under torchrun)."""
+    if ranks.world == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
 
 
 def _save_state(path: Path, net: VRN, opt, step: int, elapsed: float, cfg: TrainConfig, average=None) -> None:
