@@ -35,6 +35,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
+
 log = logging.getLogger(__name__)
 
 #: iBUG-68 indices of the inner landmarks (brows, nose, eyes, mouth): the surface error's sample points.
@@ -355,8 +357,6 @@ def score_photo(photo: RealPhoto, result: PhotoSurfaces | None) -> dict:
     nme = {}
     for name, (v, f) in result.surfaces.items():
         if name == "mediapipe":
-            from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
-
             z = -result.landmarks.points[list(MEDIAPIPE_TO_IBUG68), 2].astype(np.float64)
         elif len(v) == 0:
             z = np.zeros(68)
