@@ -356,7 +356,8 @@ class Outputs:
             self._fps_ema = inst if self._fps_ema is None else 0.9 * self._fps_ema + 0.1 * inst
         self._last_t = now
         lines = [f"FPS {self._fps_ema or 0:5.1f}" + ("" if rec.has_face else "   no face")]
-        parts = [f"{s} {stats.median_ms(s):.1f}" for s in HUD_STAGES if stats.median_ms(s) is not None]
+        medians = {s: stats.recent_median_ms(s) for s in HUD_STAGES}  # the last ~2 s: flat cost over hours
+        parts = [f"{s} {m:.1f}" for s, m in medians.items() if m is not None]
         if parts:
             lines.append("ms: " + "  ".join(parts))
         return lines
