@@ -112,6 +112,13 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
           f"a face); landmarks+crop median {lc if lc is None else round(lc, 2)} ms (target <= 5); "
           f"RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {100} frames, "
           f"{summary.rss_end_mb:.0f} at the end")
+    result["mediapipe_only"] = _mediapipe_only(config, summary.frames)
+    if "fps" in result["mediapipe_only"]:
+        mp = result["mediapipe_only"]
+        mp["pipeline_fps_over_mediapipe_only"] = summary.fps / mp["fps"] if mp["fps"] > 0 else None
+        print(f"MediaPipe alone on the same frames: {mp['fps']:.1f} FPS (landmarks median "
+              f"{mp['landmarks']['median_ms']:.2f} ms); pipeline / MediaPipe-only = "
+              f"{mp['pipeline_fps_over_mediapipe_only']:.2f} (issue 14 target >= 0.25)")
     if logits:
         result["surface"] = _surface_comparison(logits, surface_runs, stride=_output_stride(summary.model))
         if logits[0].shape != FULL_GRID:
@@ -132,6 +139,33 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
     result["targets"] = TARGETS
     result["environment"] = environment_info()
     return result
+
+
+def _mediapipe_only(config: RunConfig, frames: int) -> dict:
+    """The reference line: the same source and frames with only decoding and MediaPipe's tracker (no crop,
+    network, surface or outputs). Returns {fps, frames, landmarks: {median_ms, p95_ms, ...}}, or {skipped: why}
+    when the run replayed recorded landmarks (no MediaPipe to time)."""
+    import time
+
+    from realtime_vrn.pipeline import _open_source, _open_tracker
+    from realtime_vrn.stats import LatencyStats
+
+    if config.landmarks is not None:
+        return {"skipped": "landmarks were replayed from a recording (--landmarks): MediaPipe did not run"}
+    stats = LatencyStats()
+    count = 0
+    with _open_source(config) as source, _open_tracker(config, source) as tracker:
+        media_fps = source.fps if not source.is_live and not source.is_still else None
+        start = time.perf_counter()
+        for frame in source:
+            if count >= frames:
+                break
+            with stats.time("landmarks"):
+                tracker.process(frame.image, frame.index / media_fps if media_fps else frame.timestamp)
+            count += 1
+        wall = time.perf_counter() - start
+    return {"fps": count / wall if wall > 0 else 0.0, "frames": count,
+            "landmarks": stats.summary_ms().get("landmarks", {})}
 
 
 def _to_full_grid(logits: np.ndarray) -> np.ndarray:

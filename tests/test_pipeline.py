@@ -216,6 +216,19 @@ def test_benchmark_compares_the_sequential_and_pipelined_loops(plane_checkpoint,
     assert out["speedup"] == round(out["pipelined"]["fps_median"] / out["sequential"]["fps_median"], 3)
 
 
+def test_benchmark_times_mediapipe_alone_on_the_same_frames(plane_checkpoint, demo_clip, tmp_path):
+    from realtime_vrn.bench import _mediapipe_only
+
+    config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=6, headless=True,
+                       progress=False).validate()
+    out = _mediapipe_only(config, frames=6)
+    assert out["frames"] == 6 and out["fps"] > 0
+    assert out["landmarks"]["count"] == 6 and out["landmarks"]["median_ms"] > 0
+    replayed = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=6, headless=True, progress=False,
+                         landmarks=demo_clip.with_name(demo_clip.stem + "-landmarks.npz")).validate()
+    assert "recording" in _mediapipe_only(replayed, frames=6)["skipped"]
+
+
 @pytest.mark.parametrize("backend_name", ["onnxruntime", "openvino", "torch"])
 def test_a_guided_model_gets_the_heatmaps_of_the_tracked_points(backend_name, tmp_path, astronaut):
     """Plumbing: a guided network whose output reads only its heatmap channels. Its stem sees channel 3 + k =
