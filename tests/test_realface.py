@@ -18,7 +18,7 @@ from scipy.spatial import Delaunay
 
 from realtime_vrn.training.facemodel import DEFAULT_NPZ
 from realtime_vrn.training.realface import (INNER, MeanFace, RealFaceError, bucket_of, landmark_nme3d,
-                                            load_real_folder, mediapipe_surface, mediapipe_triangles,
+                                            load_real_folder, mediapipe_surface,
                                             sample_front, surface_errors)
 
 needs_face_model = pytest.mark.skipif(not DEFAULT_NPZ.is_file() and os.environ.get("CI") != "true",
@@ -97,7 +97,9 @@ def test_too_few_common_points_are_not_scored():
 
 
 def test_mediapipe_surface_builds_and_returns_its_own_depth_at_its_vertices(real_landmarks):
-    tri = mediapipe_triangles()
+    from realtime_vrn.landmarks.topology import face_mesh_triangles
+
+    tri = face_mesh_triangles()
     from mediapipe.tasks.python.vision import FaceLandmarksConnections
 
     edges = {(min(c.start, c.end), max(c.start, c.end)) for c in FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION}

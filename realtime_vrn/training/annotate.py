@@ -80,6 +80,17 @@ def annotate_shards(folder: str | Path, progress: bool = True, overwrite: bool =
     return written
 
 
+def depth_points(sidecar_points: np.ndarray) -> np.ndarray | None:
+    """One sample's sidecar points (478, 3) (z: MediaPipe's sign, smaller nearer) -> (478, 3) float64 crop px with
+    z larger nearer, as :func:`realtime_vrn.model.guidance.mediapipe_depth_map` takes them; None where MediaPipe
+    found no face (NaN row)."""
+    if not np.isfinite(sidecar_points[0, 0]):
+        return None
+    pts = np.asarray(sidecar_points, np.float64).copy()
+    pts[:, 2] = -pts[:, 2]
+    return pts
+
+
 def mediapipe_points68(mp_points: np.ndarray) -> np.ndarray:
     """(N, 478, 3) sidecar points -> (N, 68, 2) float32 iBUG-68 crop px (NaN rows where no face)."""
     from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from realtime_vrn.model.guidance import mediapipe_depth_map
-from realtime_vrn.training.annotate import mediapipe_points68
+from realtime_vrn.training.annotate import depth_points, mediapipe_points68
 from realtime_vrn.training.facemodel import FaceModel
 from realtime_vrn.training.synth import SynthConfig, SynthGenerator, SynthSample
 
@@ -228,12 +228,8 @@ class ShardDataset(Dataset):
             points = mediapipe_points68(a["mp_points"][i:i + 1])[0]
         if self.mp_depth:
             size = a["image"].shape[1]
-            if found:
-                mp = a["mp_points"][i].astype(np.float64)
-                mp[:, 2] = -mp[:, 2]  # sidecar z: MediaPipe's sign (smaller nearer)
-                depth = mediapipe_depth_map(mp, size)
-            else:
-                depth = np.zeros((size, size), np.float32)
+            depth = mediapipe_depth_map(depth_points(a["mp_points"][i]), size) if found \
+                else np.zeros((size, size), np.float32)
         return to_training_item(a["image"][i], a["front"][i].astype(np.float32), a["back"][i].astype(np.float32),
                                 points, rng, self.flip_p, depth)
 
@@ -281,11 +277,6 @@ def network_input_batch(images: np.ndarray, points: np.ndarray, cfg, mp_points: 
     MediaPipe crop points from the sidecars (z smaller nearer, NaN rows: no face), for depth-guided models."""
     from realtime_vrn.model.guidance import network_input
 
-    out = []
-    for k, (img, pts) in enumerate(zip(images, points)):
-        mp = None
-        if mp_points is not None and np.isfinite(mp_points[k, 0, 0]):
-            mp = mp_points[k].astype(np.float64)
-            mp[:, 2] = -mp[:, 2]
-        out.append(network_input(img, cfg, pts, mp))
-    return torch.from_numpy(np.concatenate(out))
+    mps = [None] * len(images) if mp_points is None else [depth_points(row) for row in mp_points]
+    return torch.from_numpy(np.concatenate([network_input(img, cfg, pts, mp)
+                                            for img, pts, mp in zip(images, points, mps)]))

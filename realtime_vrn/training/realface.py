@@ -36,14 +36,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
+from realtime_vrn.landmarks.topology import face_mesh_triangles
+from realtime_vrn.training.evaluate import YAW_BUCKETS  # |yaw| buckets of the synthetic evaluation
 
 log = logging.getLogger(__name__)
 
 #: iBUG-68 indices of the inner landmarks (brows, nose, eyes, mouth): the surface error's sample points.
 INNER = np.arange(17, 68)
-#: |yaw| buckets in degrees, as in the synthetic evaluation and the AFLW2000-3D papers.
-YAW_BUCKETS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.01))
-#: A photo is scored when every surface covers at least this many of the 51 inner points (fewer: "too few").
+#: A photo is scored when ours and MediaPipe's surface both cover at least this many of the 51 inner points.
 MIN_COMMON_POINTS = 10
 #: Barycentric tolerance: a point on a shared edge counts as inside (float error must not open cracks).
 INSIDE_TOLERANCE = 1e-6
@@ -109,14 +109,6 @@ def load_real_folder(folder: str | Path, limit: int | None = None) -> list[RealP
 # ------------------------------------------------------------------------------------------------ surfaces
 
 
-def mediapipe_triangles() -> np.ndarray:
-    """(854, 3) int32 triangles of MediaPipe's 468-point mesh
-    (:func:`realtime_vrn.landmarks.topology.face_mesh_triangles`)."""
-    from realtime_vrn.landmarks.topology import face_mesh_triangles
-
-    return face_mesh_triangles()
-
-
 def mediapipe_surface(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's own surface from ``FaceLandmarks.points``.
 
@@ -128,7 +120,7 @@ def mediapipe_surface(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"expected (478, 3) Face Mesh points, got {pts.shape}")
     vertices = pts[:468].copy()
     vertices[:, 2] = -vertices[:, 2]
-    return vertices, mediapipe_triangles()
+    return vertices, face_mesh_triangles()
 
 
 def sample_front(vertices: np.ndarray, faces: np.ndarray, xy: np.ndarray) -> np.ndarray:
