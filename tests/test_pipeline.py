@@ -332,3 +332,15 @@ def test_the_shipped_default_model_reconstructs_a_real_face(vrn_home, face_photo
 
     relief = (depth_near(p68[30:31]) - depth_near(p68[0:17])) / size  # nose tip vs jawline (iBUG 30, 0-16)
     assert relief > 0.15, relief
+
+
+def test_landmarks_of_photos_are_recorded_with_every_face_reconstructed(plane_checkpoint, face_photos, tmp_path):
+    """--faces all (the default for photos) asks the tracker for every face: the recording wrapper must record
+    those frames too (it used to pass the call through and write nothing)."""
+    record = tmp_path / "photos-landmarks.npz"
+    photo = next(p for p in face_photos if p.name == "asj.jpg")
+    config = RunConfig(image=photo, weights=plane_checkpoint, headless=True, progress=False,
+                       record_landmarks=record).validate()
+    run(config)
+    with np.load(record) as data:
+        assert data["points"].shape == (1, 478, 3) and np.isfinite(data["points"]).all()

@@ -64,12 +64,26 @@ class RecordingTracker:
         self._points68: list[np.ndarray] = []
         self._n_faces: list[int] = []
         self._size: tuple[int, int] | None = None
+        self._warned_faces = False
 
     def __getattr__(self, name: str):  # frames_with_face, lost_events, ... of the wrapped tracker
         return getattr(self.tracker, name)
 
     def process(self, image_rgb: np.ndarray, timestamp: float) -> FaceLandmarks | None:
         found = self.tracker.process(image_rgb, timestamp)
+        self._record(image_rgb, found)
+        return found
+
+    def process_all(self, image_rgb: np.ndarray, timestamp: float) -> list[FaceLandmarks]:
+        """Every face (``--faces all`` on photos); the recording keeps the largest, as :meth:`process` would."""
+        faces = self.tracker.process_all(image_rgb, timestamp)
+        if len(faces) > 1 and not self._warned_faces:
+            log.info("the landmark recording keeps the largest face of each picture (%d found here)", len(faces))
+            self._warned_faces = True
+        self._record(image_rgb, faces[0] if faces else None)
+        return faces
+
+    def _record(self, image_rgb: np.ndarray, found: FaceLandmarks | None) -> None:
         self._size = (image_rgb.shape[1], image_rgb.shape[0])
         if len(self._fingerprint) < FINGERPRINT_FRAMES:
             self._fingerprint.append(fingerprint(image_rgb))
@@ -81,7 +95,6 @@ class RecordingTracker:
             self._points.append(np.asarray(found.points, np.float32))
             self._points68.append(np.asarray(found.points68, np.float32))
             self._n_faces.append(int(found.n_faces))
-        return found
 
     def close(self) -> None:
         from realtime_vrn.fileio import write_atomic

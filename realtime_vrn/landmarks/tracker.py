@@ -126,9 +126,9 @@ class LandmarkTracker:
         _check_image(image_rgb)
         if not self._opened:
             raise RuntimeError("open the tracker first (use it in a with block)")
-        if self._frames == 0 or (self._several is not None and self._frames % CENSUS_EVERY == 0
-                                 and (self._census is None or self._multi is None)):
-            with native_output_to_log():  # a model's first frame: MediaPipe's start-up chatter
+        if self._frames == 0:  # the first frame: MediaPipe's start-up chatter (census and multi-face backends
+            # are warmed up by open_backend under the same capture when they are created)
+            with native_output_to_log():
                 faces = self._detect(np.ascontiguousarray(image_rgb), timestamp)
         else:
             faces = self._detect(np.ascontiguousarray(image_rgb), timestamp)
