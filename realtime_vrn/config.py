@@ -111,13 +111,16 @@ class RunConfig:
 
 
 def check_writable_folder(flag: str, folder: Path) -> None:
-    """ConfigError unless a file can be created in ``folder`` (tried for real: permissions, read-only mounts and
-    special file systems all answer the same way)."""
+    """ConfigError unless a file can be created in ``folder``, or, for a folder still to be made (the writer
+    creates it), in its nearest existing parent (tried for real: permissions, read-only mounts and special file
+    systems all answer the same way)."""
     import tempfile
 
-    folder = folder if str(folder) else Path(".")
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
-        raise ConfigError(f"{flag}: folder {folder} does not exist")
+        raise ConfigError(f"{flag}: {folder} is not a folder")
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".realtime-vrn-write-test-"):
             pass

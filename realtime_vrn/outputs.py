@@ -294,7 +294,7 @@ class Outputs:
             try:
                 sink.close()
                 if path is not None and getattr(sink, "frames_written", 1) > 0:
-                    self.summary.outputs.append(str(path))
+                    self.summary.outputs.append(getattr(sink, "written", str(path)))
             except Exception as err:  # noqa: BLE001 - close every sink, report each failure
                 log.debug("could not finish %s", sink, exc_info=True)
                 self.summary.failed_outputs.append(f"{path or sink}: {err}")

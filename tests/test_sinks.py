@@ -233,3 +233,12 @@ def test_optional_dependencies_load_lazily():
         "assert 'glfw' not in sys.modules and 'pyvirtualcam' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_image_sink_says_what_it_wrote(tmp_path, astronaut):
+    sink = ImageFolderSink(tmp_path, prefix="o_", suffix=".png", named_prefix="o_")
+    first = sink.write(astronaut, name="asj")
+    assert first == tmp_path / "o_asj.png" and first.is_file() and sink.written == str(first)
+    sink.write(astronaut)
+    assert sink.written == f"{tmp_path} (2 images)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o_000001.png", "o_asj.png"]  # no temporary files left

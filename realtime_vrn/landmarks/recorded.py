@@ -111,6 +111,7 @@ class RecordingTracker:
                                 version=np.int32(FORMAT_VERSION), source_name=np.str_(self._source["name"]),
                                 source_frames=np.int32(self._source["frames"]),
                                 fingerprint=np.stack(self._fingerprint))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, buffer.getvalue())
             log.info("recorded landmarks of %d frames to %s", len(self._n_faces), self.path)
         self.tracker.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -30,10 +29,18 @@ class ImageFolderSink:
         self.prefix, self.suffix, self.named_prefix = prefix, suffix, named_prefix
         self.index = start
         self.frames_written = 0
+        self.last_path: Path | None = None
+
+    @property
+    def written(self) -> str:
+        """What the summary lists: the one image written, or the folder and the number of images."""
+        if self.frames_written == 1 and self.last_path is not None:
+            return str(self.last_path)
+        return f"{self.folder} ({self.frames_written} images)"
 
     def write(self, image: np.ndarray, name: str | None = None) -> Path:
-        """Write ``image``; returns its path."""
-        from .video import incomplete_path
+        """Write ``image`` (complete, or not at all: encoded in memory, then written atomically); returns its path."""
+        from realtime_vrn.fileio import write_atomic
 
         check_image(image)
         try:
@@ -42,17 +49,16 @@ class ImageFolderSink:
             raise OutputError(f"cannot create the image folder {self.folder}: {err}") from err
         label = f"{self.prefix}{self.index:06d}" if name is None else f"{self.named_prefix}{name}"
         path = self.folder / f"{label}{self.suffix}"
-        temp = incomplete_path(path)
+        ok, encoded = cv2.imencode(self.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OutputError(f"cannot encode {path}")
         try:
-            if not cv2.imwrite(str(temp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-                raise OutputError(f"cannot write {path}")
-            os.replace(temp, path)
+            write_atomic(path, encoded.tobytes())
         except OSError as err:
             raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
-        finally:
-            temp.unlink(missing_ok=True)
         self.index += 1
         self.frames_written += 1
+        self.last_path = path
         return path
 
     def close(self) -> None:
