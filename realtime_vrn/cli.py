@@ -324,11 +324,11 @@ def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
 
 
 def _interrupted(err: KeyboardInterrupt) -> int:
-    from realtime_vrn.signals import Interrupted
+    from realtime_vrn.signals import as_interrupted, signal_name
 
-    signum = err.signum if isinstance(err, Interrupted) else 2
-    print(f"realtime-vrn: interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'})", file=sys.stderr)
-    return 128 + signum
+    stop = as_interrupted(err)
+    print(f"realtime-vrn: interrupted ({signal_name(stop.signum)})", file=sys.stderr)
+    return stop.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

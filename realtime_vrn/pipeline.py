@@ -325,7 +325,7 @@ def _open_source(config: RunConfig):
 def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
     from realtime_vrn.outputs import Outputs
-    from realtime_vrn.signals import GracefulStop, Interrupted, signal_name
+    from realtime_vrn.signals import GracefulStop, Interrupted, as_interrupted, signal_name
 
     stats = LatencyStats()
     # A stop signal from here on finishes the outputs (GracefulStop is left after Outputs has closed them).
@@ -370,8 +370,9 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
                 if stop.requested is not None:
                     raise Interrupted(stop.requested)
         except KeyboardInterrupt as err:  # Interrupted, or a KeyboardInterrupt raised by a library
-            signum = err.signum if isinstance(err, Interrupted) else 2
-            summary.stopped_by, summary.signal, summary.exit_code = "interrupted", signal_name(signum), 128 + signum
+            stop_signal = as_interrupted(err)
+            summary.stopped_by, summary.signal = "interrupted", signal_name(stop_signal.signum)
+            summary.exit_code = stop_signal.exit_code
         finally:
             if isinstance(frames, Pipelined):
                 frames.close()

@@ -37,6 +37,11 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def as_interrupted(err: KeyboardInterrupt) -> Interrupted:
+    """``err`` as :class:`Interrupted`: a plain KeyboardInterrupt (raised by Python or a library) is SIGINT."""
+    return err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+
+
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
