@@ -30,7 +30,20 @@ def add_parser(subparsers) -> None:
     render.add_argument("--depth-axis", choices=("line-of-sight", "optical-axis"), default="line-of-sight",
                         help="ground-truth depth along the ray through the face (default) or along the camera's "
                              "optical axis (the data of sessions 1-3)")
+    render.add_argument("--skin-bank", type=Path, default=None,
+                        help="real skin baked from photos (`realtime-vrn data skin`) for --real-skin/--real-background")
+    render.add_argument("--real-skin", type=_probability, default=None,
+                        help="fraction of samples wearing a real face's skin (default 0.7 with --skin-bank)")
+    render.add_argument("--real-background", type=_probability, default=None,
+                        help="fraction of samples on a real photo's face-free patch (default 0.3 with --skin-bank)")
     render.set_defaults(func=_cmd_render)
+
+    skin = dsub.add_parser("skin", help="bake real faces' colours from photos and clips into the ICT mesh "
+                                        "(a skin bank for `data render --skin-bank`)")
+    skin.add_argument("out", type=Path, help="bank file to write (.npz; training data: keep it out of the repo)")
+    skin.add_argument("sources", type=Path, nargs="+", help="folders or files of photos and videos")
+    skin.add_argument("--frames-per-clip", type=positive_int, default=16)
+    skin.set_defaults(func=_cmd_skin)
 
     preview = dsub.add_parser("preview", help="a PNG grid of samples: crop, landmarks, GT depth, volume side view")
     preview.add_argument("out", type=Path)
@@ -127,14 +140,54 @@ def add_parser(subparsers) -> None:
     ev.set_defaults(func=_cmd_eval)
 
 
+def _probability(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
 def _synth_config(args):
     from realtime_vrn.training.synth import SynthConfig
 
+    bank = getattr(args, "skin_bank", None)
+    real_skin, real_background = getattr(args, "real_skin", None), getattr(args, "real_background", None)
+    if bank is None and (real_skin or real_background):
+        raise ConfigError("--real-skin / --real-background need --skin-bank FILE (`realtime-vrn data skin`)")
+    if bank is not None:
+        if not bank.is_file():
+            raise ConfigError(f"--skin-bank {bank}: no such file (make one with `realtime-vrn data skin`)")
+        from realtime_vrn.training.skinbank import SkinBank
+
+        try:
+            SkinBank.load(bank)
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"--skin-bank {bank}: not a readable skin bank ({err})") from err
     try:
         return SynthConfig(size=args.size, depth_bins=args.depth_bins,
-                           depth_axis=getattr(args, "depth_axis", "line-of-sight").replace("-", "_"))
+                           depth_axis=getattr(args, "depth_axis", "line-of-sight").replace("-", "_"),
+                           skin_bank=str(bank.resolve()) if bank else None,
+                           real_skin=(0.7 if real_skin is None else real_skin) if bank else 0.0,
+                           real_background=(0.3 if real_background is None else real_background) if bank else 0.0)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def _cmd_skin(args) -> int:
+    from realtime_vrn.training.skinbank import build_skin_bank
+
+    try:
+        counts = build_skin_bank(args.sources, args.out, frames_per_clip=args.frames_per_clip)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from err
+    print(f"{counts['textures']} faces baked from {counts['frames']} images/frames of {counts['files']} files, "
+          f"{counts['backgrounds']} backgrounds -> {args.out}")
+    return 0
 
 
 def _cmd_render(args) -> int:

@@ -94,6 +94,12 @@ class SynthConfig:
     #: Depth axis of the ground truth: "line_of_sight" (the ray from the camera through the face; session 4 on)
     #: or "optical_axis" (the camera's axis, sessions 1-3: ambiguous for a face off the frame's centre).
     depth_axis: str = "line_of_sight"
+    #: A skin bank (:mod:`realtime_vrn.training.skinbank`, ``realtime-vrn data skin``): with probability
+    #: ``real_skin`` a sample wears a real face's baked colours instead of the procedural skin, and a
+    #: ``"photo"`` background is a real photo's face-free patch with probability ``real_background``.
+    skin_bank: str | None = None
+    real_skin: float = 0.0
+    real_background: float = 0.0
 
     def __post_init__(self) -> None:
         if self.size % 8 or self.size < 16:
@@ -104,6 +110,10 @@ class SynthConfig:
             raise ValueError(f"supersample must be >= 1, got {self.supersample}")
         if self.depth_axis not in DEPTH_AXES:
             raise ValueError(f"depth_axis must be one of {DEPTH_AXES}, got {self.depth_axis!r}")
+        if not (0.0 <= self.real_skin <= 1.0 and 0.0 <= self.real_background <= 1.0):
+            raise ValueError("real_skin and real_background are probabilities in [0, 1]")
+        if (self.real_skin or self.real_background) and not self.skin_bank:
+            raise ValueError("real_skin / real_background need a skin_bank")
 
     @property
     def front_index(self) -> float:
@@ -483,10 +493,14 @@ def _lowfreq(rng: np.random.Generator, head: np.ndarray, waves: int = 6) -> np.n
     return (np.sin(head @ (d * freq[:, None]).T + phase).sum(axis=1) / np.sqrt(waves)).astype(np.float32)
 
 
-def vertex_albedo(rng: np.random.Generator, assets: FaceAssets, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def vertex_albedo(rng: np.random.Generator, assets: FaceAssets, head: np.ndarray,
+                  real: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Random per-vertex albedo (R, 3) float32 RGB in [0, 1] and specular strength (R,) for the rendered vertices.
 
     head: (R, 3) head-frame positions of the rendered vertices (neutral-ish, cm).
+    real: optional (R, 3) float32 RGB [0, 1] baked real skin for the rendered vertices (NaN rows: none there);
+    it replaces the procedural skin, brows and lips where given; the procedural scalp hair and stubble are still drawn
+    over it (a photo shows little of the scalp); eyes, teeth and mouth stay procedural.
     """
     part = np.asarray(RENDERED_PARTS)[assets.part_id]
     skin = _random_blend(rng, SKIN_TONES) * rng.uniform(0.92, 1.08, 3)
@@ -505,6 +519,10 @@ def vertex_albedo(rng: np.random.Generator, assets: FaceAssets, head: np.ndarray
     brow_w = np.clip(1.0 - assets.brow_distance / rng.uniform(0.35, 0.7), 0, 1)[:, None] * rng.uniform(0.5, 0.95)
     albedo = albedo * (1 - brow_w) + brow_colour * brow_w
 
+    if real is not None:
+        has = ~np.isnan(real[:, 0])
+        albedo[has] = real[has] * rng.uniform(0.9, 1.1, 3)
+        spec[has] = rng.uniform(0.03, 0.2)
     skin_like = (part == "face") | (part == "head_and_neck")
     if rng.random() < 0.85:  # hair on the scalp above a random hairline
         y_front, y_back = rng.uniform(6.5, 10.5), rng.uniform(-6.0, 1.0)
@@ -711,6 +729,38 @@ class SynthGenerator:
         self.model = model or FaceModel.load()
         self.assets = FaceAssets.build(self.model)
         self._raster = SynthRasteriser(self.cfg.size, self.cfg.supersample)
+        self._skin, self._backgrounds = None, None
+        if self.cfg.skin_bank:
+            from realtime_vrn.training.skinbank import SkinBank
+
+            bank = SkinBank.load(self.cfg.skin_bank)
+            where = np.full(self.model.neutral.shape[0], -1, np.int64)
+            where[bank.vertex_ids] = np.arange(bank.vertex_ids.size)
+            self._skin_rows = where[self.assets.render_vertices]   # (R,) row in the bank, -1: not baked
+            self._skin = bank.albedo
+            self._backgrounds = bank.backgrounds if len(bank.backgrounds) else None
+
+    def _real_skin(self, rng: np.random.Generator) -> np.ndarray | None:
+        """(R, 3) float32 baked skin of a random bank face for the rendered vertices (NaN where not baked)."""
+        if self._skin is None or rng.random() >= self.cfg.real_skin:
+            return None
+        tex = self._skin[rng.integers(len(self._skin))].astype(np.float32)
+        rows = self._skin_rows
+        out = np.full((rows.size, 3), np.nan, np.float32)
+        out[rows >= 0] = tex[rows[rows >= 0]]
+        return out
+
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        """(S, S, 3) float32 RGB [0, 1] background: a real photo's face-free patch or :func:`random_background`."""
+        if self._backgrounds is None or rng.random() >= self.cfg.real_background:
+            return random_background(rng, self.cfg.size)
+        import cv2
+
+        patch = self._backgrounds[rng.integers(len(self._backgrounds))]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        out = cv2.resize(np.ascontiguousarray(patch), (self.cfg.size, self.cfg.size), interpolation=cv2.INTER_AREA)
+        return out.astype(np.float32) / 255.0 * rng.uniform(0.8, 1.2, 3)
 
     def __enter__(self) -> "SynthGenerator":
         self._raster.open()
@@ -786,10 +836,10 @@ class SynthGenerator:
         # colour pass
         rv = assets.render_vertices
         normals = vertex_normals(cam.to_camera(head[rv]), assets.render_faces)
-        albedo, spec = vertex_albedo(rng, assets, model.neutral[rv])
+        albedo, spec = vertex_albedo(rng, assets, model.neutral[rv], self._real_skin(rng))
         rgba = self._raster.colour(crop_pts[rv], assets.render_faces, normals, albedo, spec, head[rv], zrange,
                                    random_lights(rng))
-        background = random_background(rng, cfg.size)
+        background = self._background(rng)
         alpha = rgba[:, :, 3:4]
         image = rgba[:, :, :3] + background * (1 - alpha)  # colour is premultiplied by coverage
         image = self._black_outside_frame(image, crop)
