@@ -4,6 +4,7 @@
     realtime-vrn bench [same options] [--json FILE]                        benchmark the pipeline
     realtime-vrn weights fetch | convert FILE | list                       official / installed models
     realtime-vrn data | train | eval                                        our synthetic-data models
+    realtime-vrn batch INPUTS... --out DIR [--workers N] [--address ADDR]   many videos / photos (Ray)
 
 Exit status: 0 done; 1 the run finished but did not do everything asked (no face found, an output could not be
 completed, input files skipped: the summary names them); 2 a user error, one line (``realtime-vrn: error: ...``)
@@ -102,7 +103,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Real-time 3D face reconstruction (VRN) from a camera, video or images.",
-                epilog="subcommands: bench, weights, engine, data, train, eval (see 'realtime-vrn SUBCOMMAND --help')")
+                epilog="subcommands: bench, batch, weights, engine, data, train, eval (see 'realtime-vrn SUBCOMMAND --help')")
     p.add_argument("--version", action="version", version=f"realtime-vrn {__version__}")
     _add_run_options(p)
     _add_common(p)
@@ -269,8 +270,9 @@ def _check_bench_backends(backends: str) -> None:
 def _sub_parsers() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
     """Subcommands contributed by other modules: name -> function(parser) that adds options + set_defaults(func)."""
     from realtime_vrn import engine_cli
+    from realtime_vrn.batch import cli as batch_cli
 
-    out: dict[str, Callable] = {"engine": engine_cli}
+    out: dict[str, Callable] = {"engine": engine_cli, "batch": batch_cli}
     try:
         from realtime_vrn.weights import cli as weights_cli
 

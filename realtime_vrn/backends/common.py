@@ -25,11 +25,15 @@ def check_batch(batch: np.ndarray, cfg: VRNConfig) -> None:
 
 
 def cpu_threads() -> int:
-    """Cores this process may run on (affinity-aware; ``os.cpu_count()`` counts the whole machine)."""
+    """Cores this process may run on (affinity-aware; ``os.cpu_count()`` counts the whole machine), at most
+    ``OMP_NUM_THREADS`` when that is set: Ray sets it to a worker's CPUs, so that workers sharing a machine do
+    not each start a thread per core."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(limit)) if limit.isdigit() and int(limit) >= 1 else cores
 
 
 def cuda_available() -> bool:

@@ -9,6 +9,8 @@ By default every frame is delivered, in order, however slow the consumer: nothin
   ``dropped``). Only when asked: the default processes every frame.
 - ``loop=True``: start again at the end (soak tests); ``index`` keeps counting, ``media_time`` restarts,
   ``frame_count`` is None (endless).
+- ``start=N``: begin at frame N (a seek; ``index`` is the frame number in the file, ``frame_count`` counts the
+  frames from N on), for processing a long video in parts.
 
 A file that cannot be opened, decodes no frame, or is cut short raises SourceError saying so (a truncated
 download is reported, never taken for the end of the clip). Truncation is judged by the file's structure, not
@@ -62,15 +64,18 @@ class VideoFileSource(FrameSource):
     """Frames of a video file (contract of the options in the module docstring)."""
 
     def __init__(self, path: str | Path, *, drop_frames: bool = False, prefetch: int = 0, loop: bool = False,
-                 read_timeout_s: float = READ_TIMEOUT_S,
+                 read_timeout_s: float = READ_TIMEOUT_S, start: int = 0,
                  capture_factory: Callable[[str], Any] | None = None) -> None:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0 (queue length), got {prefetch!r}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0 or (start and loop):
+            raise ValueError(f"start must be an int >= 0 (a frame number, not with loop), got {start!r}")
         self.path = Path(path)
         super().__init__(self.path.name)
         self.drop_frames = drop_frames
         self.prefetch = prefetch
         self.loop = loop
+        self.start = start
         self._read_timeout_s = read_timeout_s
         self._capture_factory = capture_factory or _opencv_capture
         self._cap: Any = None
@@ -100,6 +105,8 @@ class VideoFileSource(FrameSource):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self._header_frames = count if count > 0 else None
         self._frame_count = None if self.loop else self._header_frames
+        if self.start:
+            self._seek(cv2)
         first = self._decode()
         if first is None:
             raise SourceError(f"{self.path}: no frame could be decoded; the file is truncated, damaged or not "
@@ -115,6 +122,17 @@ class VideoFileSource(FrameSource):
             self._queue = queue.Queue(maxsize=self.prefetch)
             self._thread = threading.Thread(target=self._prefetch_loop, name=f"decode-{self.name}", daemon=True)
             self._thread.start()
+
+    def _seek(self, cv2: Any) -> None:
+        """Position the decoder on frame ``start`` (FFmpeg seeks to the key frame before it and decodes on)."""
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, self.start)
+        position = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
+        if position != self.start:
+            raise SourceError(f"{self.path}: cannot start at frame {self.start} (the decoder went to frame "
+                              f"{position}; the file has {self._header_frames or 'an unknown number of'} frames)")
+        self._index = self._position = self.start
+        if self._frame_count is not None:
+            self._frame_count = max(0, self._frame_count - self.start)
 
     # -- decoding (runs on the consumer thread, or on the prefetch thread when prefetching) ----------------
 
