@@ -174,7 +174,8 @@ class RayExecutor:
                 ray.init(**options)
             except (ConnectionError, ValueError, RuntimeError) as err:
                 where = f"the Ray cluster at {c.address}" if c.address else "a local Ray"
-                raise ConfigError(f"cannot start or join {where}: {str(err).splitlines()[0]}"
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0].rstrip(".")
+                raise ConfigError(f"cannot start or join {where}: {first}"
                                   + (" (leave out --address to run on this machine)" if c.address else "")) from err
         self._started_ray = True
 

@@ -234,7 +234,7 @@ def video_frame_count(path: Path) -> int | None:
     return count if count > 0 else None
 
 
-def _frames_planned(tasks: list[ChunkTask], settings: OutputSettings) -> int | None:
+def _frames_planned(tasks: list[ChunkTask]) -> int | None:
     total = 0
     for t in tasks:
         if t.kind == "image":
@@ -263,19 +263,29 @@ def _execute(todo: dict[int, _Pending], settings: OutputSettings, model: ModelCh
                       settings.device, report.model_sha256)
     executor = RayExecutor(args, cluster, verbose) if cluster.use_ray else InProcessExecutor(args, cluster.threads)
     report.executor = executor.kind
-    bars = [tqdm(total=len(todo), desc="inputs", unit="input", position=0, disable=not progress, leave=True),
-            tqdm(total=_frames_planned(tasks, settings), desc="frames", unit="frame", position=1,
-                 disable=not progress, leave=True, dynamic_ncols=True)]
-    try:
-        with executor:
-            report.workers = executor.workers
-            skip = lambda task: todo[task.input_id].report.status != "pending"  # noqa: E731
-            for outcome in executor.run(tasks, skip, bars[1].update):
-                if _record(todo[outcome.task.input_id], outcome, report):
-                    bars[0].update(1)
-    finally:
-        for bar in bars:
-            bar.close()
+    with executor:  # workers started (a Ray that cannot start stops the batch here, before any bar is drawn)
+        report.workers = executor.workers
+        bars = [tqdm(total=len(todo), desc="inputs", unit="input", position=0, disable=not progress),
+                tqdm(total=_frames_planned(tasks), desc="frames", unit="frame", position=1,
+                     disable=not progress, dynamic_ncols=True)]
+        try:
+            with _logs_above_bars(progress):
+                skip = lambda task: todo[task.input_id].report.status != "pending"  # noqa: E731
+                for outcome in executor.run(tasks, skip, bars[1].update):
+                    if _record(todo[outcome.task.input_id], outcome, report):
+                        bars[0].update(1)
+        finally:
+            for bar in bars:
+                bar.close()
+
+
+def _logs_above_bars(progress: bool) -> Any:
+    """Log lines printed above the progress bars instead of through them."""
+    import contextlib
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[logging.getLogger("realtime_vrn")]) if progress else contextlib.nullcontext()
 
 
 def _record(p: _Pending, outcome: Any, report: BatchReport) -> bool:

@@ -13,6 +13,7 @@ ran it or what that worker did before: the same batch gives the same files on on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -227,19 +228,11 @@ class Worker:
         return self._still_tracker
 
 
-class _NoVideo:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def _annotated_video(task: ChunkTask, source: Any) -> Any:
     """The pipeline's ``Outputs`` drawing the reconstruction into ``annotated.mp4`` (``--video-out``), or a
     context that gives None."""
     if not task.settings.video_out:
-        return _NoVideo()
+        return contextlib.nullcontext()
     from realtime_vrn.config import RunConfig
     from realtime_vrn.outputs import Outputs
     from realtime_vrn.pipeline import RunSummary
