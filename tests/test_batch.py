@@ -371,3 +371,39 @@ def test_ctrl_c_leaves_no_half_written_input(batch_inputs, tmp_path, monkeypatch
     monkeypatch.setattr(records.FrameRecords, "add", original)
     assert main(argv) == 0
     assert {k: r["status"] for k, r in _report(out).items()} == {"asj": "skipped", "demo": "done"}
+
+
+# -- the two shared pieces the batch added to ------------------------------------------------------------------
+
+
+def test_video_source_can_start_at_a_frame(demo_clip):
+    from realtime_vrn.sources.video import VideoFileSource
+
+    with VideoFileSource(demo_clip) as source:
+        frames = [f for _, f in zip(range(103), source)]
+    with VideoFileSource(demo_clip, start=100, prefetch=2) as source:
+        assert source.frame_count == 448 - 100
+        started = [f for _, f in zip(range(3), source)]
+    assert [f.index for f in started] == [100, 101, 102]
+    for a, b in zip(started, frames[100:]):
+        np.testing.assert_array_equal(a.image, b.image)
+    with pytest.raises(ValueError, match="start"):
+        VideoFileSource(demo_clip, start=5, loop=True)
+
+
+def test_backend_threads_follow_omp_num_threads(monkeypatch):
+    from realtime_vrn.backends.common import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = cpu_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert cpu_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert cpu_threads() == cores
+
+
+def test_unknown_backend(tmp_path, capsys):
+    _one_line_error(capsys, ["batch", str(FACES / "asj.jpg"), "--out", str(tmp_path / "out"), "--backend", "nope"],
+                    "unknown backend 'nope'")

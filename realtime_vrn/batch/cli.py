@@ -80,6 +80,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                               video_out=args.video_out, chunk_frames=args.chunk_frames or DEFAULT_CHUNK_FRAMES,
                               max_frames=args.max_frames, smoothing=args.smoothing, backend=args.backend,
                               device=args.device)
+    _check_backend(args.backend)
     use_ray = not args.no_ray and ray_available()
     if not use_ray and args.address is not None:
         raise ConfigError(f"--address needs Ray: {RAY_HINT}" if not args.no_ray else
@@ -96,6 +97,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
                        progress=args.progress, verbose=args.verbose > 0)
     print_report(report)
     return report.exit_code
+
+
+def _check_backend(name: str) -> None:
+    """An unknown --backend is refused here, before any worker starts."""
+    from realtime_vrn.backends.base import backend_names
+
+    if name != "auto" and name not in backend_names():
+        raise ConfigError(f"unknown backend {name!r}; choose auto or one of: {', '.join(backend_names())}")
 
 
 def print_report(report) -> None:

@@ -35,7 +35,8 @@ VIDEO_ONLY = ("video_out", "chunk_frames", "max_frames", "smoothing")
 
 @dataclass
 class InputReport:
-    """One input's line in the report: status "done", "skipped", "failed" or "interrupted"."""
+    """One input's line in the report: status "done", "skipped", "failed", "interrupted" (Ctrl-C / SIGTERM)
+    or "not run" (the batch stopped on an error of its own, e.g. a model that does not load)."""
 
     input: str
     output: str
@@ -111,10 +112,11 @@ def run_batch(inputs: list[str], out: Path, settings: OutputSettings, model: Mod
     from realtime_vrn.weights.registry import resolve_weights
 
     started = time.perf_counter()
-    out = prepare_out(out)
+    out = Path(out).expanduser().absolute()
     items = [i for i in expand_inputs(inputs) if not _inside(i.path, out)]
     if not items:
         raise ConfigError(f"every input matched lies inside the output folder {out}")
+    prepare_out(out)
     weights = resolve_weights(model.model, None if model.weights is None else str(model.weights))
     report = BatchReport(out=str(out), model=str(weights), model_sha256=file_sha256(weights),
                          settings=settings.as_dict())
@@ -130,7 +132,7 @@ def run_batch(inputs: list[str], out: Path, settings: OutputSettings, model: Mod
     finally:
         for pending in todo.values():  # what did not finish leaves nothing behind
             if pending.report.status == "pending":
-                pending.report.status = "interrupted"
+                pending.report.status = "interrupted" if report.signal else "not run"
             if pending.report.status != "done":
                 shutil.rmtree(pending.staging, ignore_errors=True)
         report.wall_s = time.perf_counter() - started
@@ -191,7 +193,11 @@ def _plan(items: list[BatchInput], out: Path, settings: OutputSettings, report: 
         if item.problem is not None:
             entry.status, entry.reason = "failed", item.problem
             continue
-        key = input_key(item, settings, report.model_sha256)
+        try:
+            key = input_key(item, settings, report.model_sha256)
+        except OSError as err:  # gone since it was listed
+            entry.status, entry.reason = "failed", f"cannot read it: {err.strerror or err}"
+            continue
         if is_finished(final, key):
             entry.status = "skipped"
             log.debug("skipping %s: done with the same model and settings", item.path)
