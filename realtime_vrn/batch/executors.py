@@ -169,6 +169,7 @@ class RayExecutor:
 
             wanted = math.ceil((c.workers or 1) * c.ray_cpus)
             options["num_cpus"] = max(cpu_threads(), wanted)
+            options["address"] = "local"  # a new Ray on this machine, also when RAY_ADDRESS names a cluster
         with _keep_signal_handlers():  # ray.init replaces SIGTERM's handler with a sys.exit
             try:
                 ray.init(**options)
