@@ -12,6 +12,10 @@ import numpy as np
 
 from .mesh import Mesh
 
+#: Relative difference below which the crop's x, y and z scales count as one (the crop transform read off
+#: three mapped points differs from 1 / scale by float rounding, ~1e-16).
+UNIFORM_RTOL = 1e-9
+
 
 class InverseCrop(Protocol):
     """What :func:`to_image_frame` needs of ``realtime_vrn.crop.CropTransform``."""
@@ -37,10 +41,16 @@ def sample_colours(mesh: Mesh, crop_image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (S, S, 3) uint8 RGB crop, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
-    # Nearest pixel centre; np.rint rounds halves to even, immaterial for colours.
-    x = np.clip(np.rint(mesh.vertices[:, 0]).astype(np.intp), 0, w - 1)
-    y = np.clip(np.rint(mesh.vertices[:, 1]).astype(np.intp), 0, h - 1)
-    return image[y, x]
+    # Nearest pixel centre (np.rint rounds halves to even, immaterial for colours), as one flat pixel index:
+    # two float32 and one index buffer, rounded and clipped in place.
+    x = np.rint(mesh.vertices[:, 0])
+    y = np.rint(mesh.vertices[:, 1])
+    np.clip(x, 0, w - 1, out=x)
+    np.clip(y, 0, h - 1, out=y)
+    index = y.astype(np.intp)
+    index *= w
+    index += x.astype(np.intp)
+    return np.take(image.reshape(-1, 3), index, axis=0)
 
 
 def _linear_part(crop: InverseCrop) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +62,8 @@ def _linear_part(crop: InverseCrop) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_image_frame(mesh: Mesh, crop: InverseCrop) -> Mesh:
-    """Crop-frame mesh -> image-frame mesh (a new Mesh; faces and colours are shared, not copied).
+    """Crop-frame mesh -> image-frame mesh (a new Mesh; faces and colours are shared, not copied, and so are the
+    normals when the map keeps directions, as the crop's uniform scale does).
 
     x, y: ``crop.to_frame`` (crop pixels -> frame pixels). z: crop z / ``crop.scale``, so depth keeps the same
     metric as x and y (zero stays at the volume's back plane, larger z nearer the camera). Normals transform
@@ -66,20 +77,59 @@ def to_image_frame(mesh: Mesh, crop: InverseCrop) -> Mesh:
         raise ValueError(f"expected a positive crop scale, got {scale}")
     if len(mesh.vertices) == 0:
         return Mesh.empty(frame="image")
-    jac, _ = _linear_part(crop)
-    linear = np.zeros((3, 3))
-    linear[:2, :2] = jac
-    linear[2, 2] = 1.0 / scale
-    vertices = np.empty_like(mesh.vertices, dtype=np.float32)
-    vertices[:, :2] = crop.to_frame(mesh.vertices[:, :2].astype(np.float64))
-    vertices[:, 2] = mesh.vertices[:, 2] / scale
-    normals = mesh.normals @ np.linalg.inv(linear).astype(np.float32)  # rows: n^T A^-1 = (A^-T n)^T
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), np.float32(1e-12))
-    faces = mesh.faces if np.linalg.det(linear) > 0 else np.ascontiguousarray(mesh.faces[:, ::-1])
+    jac, offset = _linear_part(crop)
+    (a, b), (c, d) = jac
+    det = a * d - b * c  # of the 2 x 2 part; the z part 1 / scale is positive
+    if not det != 0:
+        raise ValueError(f"the crop's inverse transform is singular: {jac.tolist()}")
+    v = mesh.vertices
+    vertices = np.empty(v.shape, np.float32)
+    if b == 0 and c == 0:  # no rotation or shear (the crop's case): each column scaled and shifted in place
+        # (column by column: numpy's (V, 3) x (3,) broadcast runs a 3-long inner loop per row, ~5x slower)
+        for k, (factor, shift) in enumerate(((a, offset[0]), (d, offset[1]), (1.0 / scale, 0.0))):
+            np.multiply(v[:, k], np.float32(factor), out=vertices[:, k])
+            if shift:
+                np.add(vertices[:, k], np.float32(shift), out=vertices[:, k])
+    else:
+        vertices[:, 0] = a * v[:, 0] + b * v[:, 1] + offset[0]
+        vertices[:, 1] = c * v[:, 0] + d * v[:, 1] + offset[1]
+        vertices[:, 2] = v[:, 2] / scale
     return Mesh(
         vertices=vertices,
-        faces=faces,
-        normals=normals.astype(np.float32),
+        faces=mesh.faces if det > 0 else np.ascontiguousarray(mesh.faces[:, ::-1]),
+        normals=_transform_normals(mesh.normals, jac, 1.0 / scale),
         colors=mesh.colors,
         frame="image",
     )
+
+
+def _transform_normals(normals: np.ndarray, jac: np.ndarray, z_scale: float) -> np.ndarray:
+    """Unit normals under the linear map [[jac, 0], [0, z_scale]]: n -> A^-T n, renormalised; (V, 3) float32.
+
+    A multiple of the identity (to float rounding: ``jac`` is read off three mapped points) keeps directions:
+    the normals are returned as they are (not copied).
+    """
+    (a, b), (c, d) = jac
+    if b == 0 and c == 0 and abs(a - z_scale) <= UNIFORM_RTOL * z_scale and abs(d - z_scale) <= UNIFORM_RTOL * z_scale:
+        return normals
+    det = a * d - b * c
+    # A^-T of the 2 x 2 part, written out (no LAPACK call per frame), scaled by 1 / z_scale so the z column
+    # stays 1: directions only.
+    m00, m01, m10, m11 = d / det * z_scale, -c / det * z_scale, -b / det * z_scale, a / det * z_scale
+    out = np.empty(normals.shape, np.float32)
+    nx, ny = normals[:, 0], normals[:, 1]
+    out[:, 0] = m00 * nx + m01 * ny
+    out[:, 1] = m10 * nx + m11 * ny
+    out[:, 2] = normals[:, 2]
+    length = np.sqrt(np.einsum("ij,ij->i", out, out))
+    np.maximum(length, np.float32(1e-12), out=length)
+    out /= length[:, None]
+    return out
+
+
+def coloured_in_image_frame(mesh: Mesh, crop_image: np.ndarray, crop: InverseCrop) -> Mesh:
+    """The surface stage after the iso-surface, as the pipeline runs it: colours from the crop (a non-empty mesh
+    only), then the image frame. ``mesh`` (crop frame) gets the colours; returns the image-frame mesh."""
+    if not mesh.is_empty:
+        mesh.colors = sample_colours(mesh, crop_image)
+    return to_image_frame(mesh, crop)
