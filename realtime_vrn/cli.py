@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 from realtime_vrn import __version__
 from realtime_vrn.argtypes import camera_index, positive_int, unit_float
+from realtime_vrn.config import SURFACE_KINDS
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger("realtime_vrn")
@@ -77,8 +78,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--weights", type=Path, metavar="FILE", help="checkpoint file (ours or converted)")
     mdl.add_argument("--backend", metavar="NAME", help="inference backend: auto (default), torch, onnxruntime, openvino")
     mdl.add_argument("--device", metavar="DEV", help="auto (default), cpu or cuda")
-    mdl.add_argument("--surface", choices=("auto", "cpu", "cuda"), default=None,
-                     help="marching cubes: auto (default: on the GPU when the network runs there), cpu or cuda")
+    mdl.add_argument("--surface", choices=SURFACE_KINDS, default=None,
+                     help="marching cubes: auto (default: on the GPU when the network runs there), cpu, cuda, or "
+                          "a CPU implementation: numba (the fastest), skimage")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
                    help="no temporal smoothing of the landmarks")
     p.add_argument("--landmarks", type=Path, metavar="FILE.npz", default=None,

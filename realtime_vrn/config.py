@@ -19,7 +19,9 @@ from realtime_vrn.errors import ConfigError
 ENV_PREFIX = "REALTIME_VRN_"
 VIEWS = ("overlay", "side_by_side", "mesh3d")
 MESH_FORMATS = ("obj", "ply")
-SURFACE_KINDS = ("auto", "cpu", "cuda")
+#: --surface: auto (the GPU kernel when the network's logits are on the GPU, else the fastest CPU extractor), cpu
+#: (the fastest CPU extractor), cuda, or a CPU extractor by name (realtime_vrn.surface.extractors).
+SURFACE_KINDS = ("auto", "cpu", "cuda", "numba", "skimage")
 SOURCE_FIELDS = ("camera", "video", "image")
 FACE_CHOICES = ("all", "largest")
 
@@ -50,7 +52,7 @@ class RunConfig:
     weights: Path | None = None  # explicit checkpoint path (ours or converted)
     backend: str = "auto"
     device: str = "auto"
-    surface: str = "auto"  # marching cubes: auto (GPU when the backend's logits are on the GPU), cpu, cuda
+    surface: str = "auto"  # marching cubes: one of SURFACE_KINDS
     # behaviour
     max_frames: int | None = None
     loop: bool = False  # replay a video file or image folder until max_frames (soak tests)

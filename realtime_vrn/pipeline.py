@@ -295,7 +295,8 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     with open_backend(config.backend, weights, config.device) as backend:
         summary.backend = backend.describe()
         extractor = open_surface(config.surface, cfg, backend)  # before the camera and MediaPipe: fail fast
-        summary.backend += " + GPU marching cubes" if getattr(extractor, "on_device", False) else ""
+        on_device = getattr(extractor, "on_device", False)
+        summary.backend += " + GPU marching cubes" if on_device else f" + {extractor.name} marching cubes"
         _run_loop(config, cfg, backend, extractor, summary, on_frame)
     summary.rss_end_mb = rss_mb()
     return summary

@@ -286,16 +286,18 @@ def test_surface_stage_choice(plane_checkpoint):
     from realtime_vrn.gpu.surface import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.surface.extract import SurfaceExtractor
+    from realtime_vrn.surface.marching import NumbaSurfaceExtractor
 
     cfg = read_checkpoint_header(plane_checkpoint).cfg
     with open_backend("onnxruntime", plane_checkpoint) as backend:
-        assert isinstance(open_surface("auto", cfg, backend), SurfaceExtractor)
-        assert isinstance(open_surface("cpu", cfg, backend), SurfaceExtractor)
+        assert isinstance(open_surface("auto", cfg, backend), NumbaSurfaceExtractor)  # the fastest CPU one
+        assert isinstance(open_surface("cpu", cfg, backend), NumbaSurfaceExtractor)
+        assert isinstance(open_surface("skimage", cfg, backend), SurfaceExtractor)
         with pytest.raises(ConfigError, match="needs a backend that runs on the GPU"):
             open_surface("cuda", cfg, backend)
         fake = _DeviceOutputs(backend)
         if not _cupy_gpu():
-            assert isinstance(open_surface("auto", cfg, fake), SurfaceExtractor)  # falls back, with a warning
+            assert isinstance(open_surface("auto", cfg, fake), NumbaSurfaceExtractor)  # falls back, with a warning
             with pytest.raises(ConfigError, match="GPU surface stage cannot start"):
                 open_surface("cuda", cfg, fake)
 

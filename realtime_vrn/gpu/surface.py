@@ -8,7 +8,8 @@ mesh size) and one device-to-host copy (the mesh itself, ~2 MB for a 192-px face
 rendering and outputs.
 
 :func:`open_surface` picks the stage for a run: ``"auto"`` takes the GPU one when the backend keeps its logits
-on the GPU and CuPy works, the CPU one otherwise; ``"cuda"`` insists; ``"cpu"`` never touches CuPy.
+on the GPU and CuPy works, the fastest CPU one otherwise (:mod:`realtime_vrn.surface.extractors`); ``"cuda"``
+insists; ``"cpu"`` or a CPU extractor's name (``"numba"``, ``"skimage"``) never touches CuPy.
 """
 
 from __future__ import annotations
@@ -53,14 +54,18 @@ class DeviceSurfaceExtractor:
 
 
 def open_surface(kind: str, cfg: VRNConfig, backend: Any):
-    """The surface stage for ``backend``'s logits: a SurfaceExtractor (CPU) or a DeviceSurfaceExtractor (GPU)."""
-    from realtime_vrn.surface.extract import SurfaceExtractor
+    """The surface stage for ``backend``'s logits: a CPU extractor (:mod:`realtime_vrn.surface.extractors`, warmed
+    up) or a DeviceSurfaceExtractor (GPU). ``kind``: auto, cpu (the fastest CPU extractor), cuda, or a CPU
+    extractor's name."""
+    from realtime_vrn.surface.extractors import EXTRACTORS
 
     if kind not in SURFACE_KINDS:
         raise ConfigError(f"unknown surface stage {kind!r}; choose one of: {', '.join(SURFACE_KINDS)}")
     on_device = bool(getattr(backend, "outputs_on_device", False))
+    if kind in EXTRACTORS:
+        return _cpu(cfg, kind)
     if kind == "cpu" or (kind == "auto" and not on_device):
-        return SurfaceExtractor(cfg)
+        return _cpu(cfg, "auto")
     if not on_device:
         raise ConfigError(f"--surface cuda needs a backend that runs on the GPU (torch on CUDA, TensorRT); "
                           f"{backend.describe()} returns its logits on the host. Use --backend torch --device cuda "
@@ -71,6 +76,14 @@ def open_surface(kind: str, cfg: VRNConfig, backend: Any):
         if kind == "cuda":
             raise ConfigError(f"the GPU surface stage cannot start: {err}") from err
         log.warning("GPU surface stage unavailable (%s); marching cubes runs on the CPU", err)
-        return SurfaceExtractor(cfg)
+        return _cpu(cfg, "auto")
     log.info("surface: marching cubes on the GPU (CuPy kernel), logits stay on the device")
+    return extractor
+
+
+def _cpu(cfg: VRNConfig, name: str):
+    from realtime_vrn.surface.extractors import open_extractor
+
+    extractor = open_extractor(cfg, name)
+    log.info("surface: marching cubes on the CPU (%s)", extractor.name)
     return extractor

@@ -20,6 +20,9 @@ reference mesh (:mod:`realtime_vrn.surface.reference`) up to float rounding of t
 Like the reference, the surface is left open where the solid meets the volume's border (no padding): a face
 cut by the crop edge, or a solid reaching the back plane, has a hole there. Marching cubes itself stays the
 bulk of the time (~25 ms for an 80k-vertex face on one core).
+
+This is the scikit-image extractor, the fallback without numba; the default CPU stage is
+:mod:`realtime_vrn.surface.marching` (the registry: :mod:`realtime_vrn.surface.extractors`).
 """
 
 from __future__ import annotations
@@ -224,6 +227,26 @@ def _drop_unused_vertices(mesh: Mesh) -> Mesh:
     )
 
 
+def check_logits(logits, shape: tuple[int, int, int], size: int, finite: bool = True) -> np.ndarray:
+    """The per-frame input check of every CPU extractor: (D, h, w) logits (or a (1, D, h, w) batch of one) of
+    ``shape`` for a ``size`` x ``size`` model, floating point -> C-contiguous float32 (a view when it already
+    is). ``finite``: also reject NaN and infinities here (an extractor may check them in its own pass)."""
+    arr = np.asarray(logits)
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.shape != shape:
+        raise ValueError(
+            f"expected logits of shape {shape} (depth, y, x) for a "
+            f"{size}x{size} model, got {tuple(np.shape(logits))}"
+        )
+    if arr.dtype.kind != "f":
+        raise TypeError(f"expected floating-point logits, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, np.float32)
+    if finite and not np.isfinite(arr).all():
+        raise ValueError("logits contain NaN or infinite values")
+    return arr
+
+
 class SurfaceExtractor:
     """The p = 0.5 iso-surface of one frame's low-resolution logits, as a crop-frame :class:`Mesh`.
 
@@ -231,6 +254,8 @@ class SurfaceExtractor:
     tables), then call :meth:`extract` per frame. It reuses its working buffers between calls (they grow to the
     largest box seen, a few MB for a face), so use one extractor per thread.
     """
+
+    name = "skimage"
 
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
@@ -248,13 +273,17 @@ class SurfaceExtractor:
     def logits_shape(self) -> tuple[int, int, int]:
         return (self.depth, self.grid, self.grid)
 
+    def warm_up(self) -> "SurfaceExtractor":
+        """Nothing to compile (the registry's interface, :mod:`realtime_vrn.surface.extractors`)."""
+        return self
+
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.
 
         Returns the crop-frame mesh (see :class:`Mesh`): x, y crop pixels, z = depth index * 0.5, outward
         winding and unit outward normals, no colours. An empty or full volume gives ``Mesh.empty()``.
         """
-        grid = self._check(logits)
+        grid = check_logits(logits, self.logits_shape, self.size)
         cells = _straddling_cells(grid)
         if not cells.any():
             return Mesh.empty()
@@ -278,22 +307,6 @@ class SurfaceExtractor:
         verts, faces, normals, _ = marching_cubes(values, LEVEL, mask=mask, method="lewiner")
         mesh = mesh_from_marching_cubes(verts, faces, normals, offset_zyx=(z0, y0, x0))
         return merge_duplicate_vertices(mesh, only_on_nodes=not on_level)
-
-    def _check(self, logits) -> np.ndarray:
-        arr = np.asarray(logits)
-        if arr.ndim == 4 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.shape != self.logits_shape:
-            raise ValueError(
-                f"expected logits of shape {self.logits_shape} (depth, y, x) for a "
-                f"{self.size}x{self.size} model, got {tuple(np.shape(logits))}"
-            )
-        if arr.dtype.kind != "f":
-            raise TypeError(f"expected floating-point logits, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, np.float32)
-        if not np.isfinite(arr).all():
-            raise ValueError("logits contain NaN or infinite values")
-        return arr
 
     def _full_res_candidates(self, lowres_active: np.ndarray) -> np.ndarray:
         """(h-1,) bool per low-res cell -> (S-1,) bool per full-res cell that overlaps an active one."""

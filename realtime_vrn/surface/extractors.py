@@ -1,0 +1,62 @@
+"""The CPU surface stage's implementations, one registry: the fastest that starts is used, a name insists.
+
+- ``numba``   - :class:`~realtime_vrn.surface.marching.NumbaSurfaceExtractor`: marching cubes compiled with numba
+  on the cubes the coarse grid says the surface crosses (the GPU kernel's tables and field); the default.
+- ``skimage`` - :class:`~realtime_vrn.surface.extract.SurfaceExtractor`: scikit-image's Lewiner marching cubes
+  on the candidate cubes of the upsampled slabs; NumPy and scikit-image only (the fallback without numba).
+
+Both take (D, h, w) float32 logits and return the crop-frame :class:`~realtime_vrn.surface.mesh.Mesh` (x, y
+crop pixels, z = depth index * 0.5, outward winding and normals, no colours), the same surface to a fraction of
+a voxel (they cut ambiguous cells differently). Each has a ``name`` and ``warm_up()`` (numba compiles there,
+at start-up, not on the first frame).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from realtime_vrn.errors import BackendError, ConfigError
+from realtime_vrn.model.network import VRNConfig
+
+log = logging.getLogger(__name__)
+
+
+def _numba(cfg: VRNConfig) -> Any:
+    try:
+        from .marching import NumbaSurfaceExtractor
+    except ImportError as err:  # numba or llvmlite missing or broken
+        raise BackendError(f"numba is not importable ({err}); reinstall realtime-vrn's dependencies") from err
+    return NumbaSurfaceExtractor(cfg)
+
+
+def _skimage(cfg: VRNConfig) -> Any:
+    from .extract import SurfaceExtractor
+
+    return SurfaceExtractor(cfg)
+
+
+#: name -> factory, fastest first (docs/benchmarks.md).
+EXTRACTORS: dict[str, Callable[[VRNConfig], Any]] = {"numba": _numba, "skimage": _skimage}
+
+
+def open_extractor(cfg: VRNConfig, name: str = "auto") -> Any:
+    """A warmed-up CPU extractor for ``cfg``: ``name`` from EXTRACTORS, or ``"auto"`` for the first that starts.
+
+    ConfigError for an unknown name (listing the valid ones); BackendError when none starts (with each one's
+    reason).
+    """
+    if name != "auto" and name not in EXTRACTORS:
+        raise ConfigError(f"unknown CPU surface extractor {name!r}; choose one of: auto, {', '.join(EXTRACTORS)}")
+    errors = []
+    for candidate in EXTRACTORS if name == "auto" else [name]:
+        try:
+            extractor = EXTRACTORS[candidate](cfg).warm_up()
+        except Exception as err:  # noqa: BLE001 - every failure is reported; auto tries the next one
+            errors.append(f"{candidate}: {err}")
+            log.debug("surface extractor %s unavailable", candidate, exc_info=True)
+            continue
+        if errors:
+            log.warning("surface extractor %s in use; %s", candidate, "; ".join(errors))
+        return extractor
+    raise BackendError("no CPU surface extractor starts: " + "; ".join(errors))

@@ -1,0 +1,386 @@
+"""The CPU surface stage compiled with numba: marching cubes on the cubes the coarse grid says the surface crosses.
+
+:class:`NumbaSurfaceExtractor` has the :class:`~realtime_vrn.surface.extract.SurfaceExtractor` contract
+(``extract(logits) -> Mesh`` in the crop frame) and marches the same field as the GPU kernel
+(``kernels/marching_cubes.cu``) and its NumPy twin (:mod:`realtime_vrn.gpu.mc_twin`): the release's bilinear
+upsample (align_corners=True) of every depth slice with the twin's float32 arithmetic, the tables of
+:mod:`realtime_vrn.gpu.mc_tables`, vertices linearly interpolated along the crossed edges, normals from the
+central-difference gradient. One compiled pass per frame (:func:`_march`):
+
+1. the low-resolution cells whose 8 logits straddle 0 (logit > 0 is inside), a non-finite check, and per
+   cube layer the box of full-resolution cubes that overlap them (the conservative bound of
+   :mod:`realtime_vrn.surface.extract`: a cube can only hold a crossing if a low-resolution cell it overlaps
+   straddles 0);
+2. layer by layer, the upsampled node planes the layer reads (its two, and one on either side for the
+   gradient), each computed once over its box (separable: along x on the low-res rows, then along y) into a
+   ring of four planes; the full volume is never stored;
+3. for each straddling low-resolution cell, the full-resolution cubes it overlaps, each once: its case from
+   its 8 corners, its triangles from the table;
+4. one vertex per crossed edge, shared through the edge's owner node (its lower corner); a vertex that falls
+   exactly on a node (a logit exactly 0, or rounding) is shared by every edge through that node, and the
+   triangles that collapse are dropped, so the mesh is indexed like the other extractors'.
+
+The surface is the twin's (the same triangles; positions and normals equal up to float rounding), closed
+inside the volume and open where the solid meets its border, wound outwards. Against scikit-image's Lewiner
+marching cubes on the full volume it differs only in how ambiguous cells are cut (a fraction of a voxel).
+
+numba compiles the kernel on first use (seconds, once per machine: ``cache=True`` keeps it beside this module
+or in numba's user cache); :meth:`NumbaSurfaceExtractor.warm_up` does it at start-up, not on the first frame.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from realtime_vrn.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, triangle_table
+from realtime_vrn.gpu.mc_twin import linear_tables
+from realtime_vrn.model.network import VRNConfig
+
+from .extract import check_logits
+from .mesh import Mesh
+
+#: Crop-frame z per depth index (the VRN volumes are twice as deep in z as in x and y).
+Z_SCALE = np.float32(0.5)
+#: Output buffer rows before the first frame, and their room over the largest mesh so far.
+FIRST_CAPACITY = 4096
+GROWTH = 1.25
+#: Kernel status codes: done, logits not finite, output buffers too small (call again with larger ones).
+OK, NOT_FINITE, FULL = 0, 1, 2
+#: Node planes held at once (slot = plane & (RING - 1)): a cube layer's two and one on either side
+#: (gradients).
+RING = 4
+#: Vertex ids kept per node (slot = plane % 2): on its +x, +y, +z edges, and exactly on the node.
+VID_NODE = 3
+#: Per-layer box layout in ``boxes``: first / last cube row (y), first / last cube column (x); empty: y0 > y1.
+Y0, Y1, X0, X1 = 0, 1, 2, 3
+
+
+def _footprints(n_low: int, n_full: int) -> np.ndarray:
+    """(2, n_low - 1) int32: for each low-res cell j along one axis, the first and last full-res cube overlapping it.
+
+    Full-res cube k (nodes k, k+1) reads low-res nodes i0[k] .. i1[k+1] (zero weights counted, conservative),
+    so it overlaps low-res cells lo[k] = i0[k] .. hi[k] = i1[k+1] - 1 (clipped to the cells). lo and hi never
+    decrease with k, so the cubes overlapping cell j are one contiguous run.
+    """
+    i0, i1, _, _ = linear_tables(n_low, n_full)
+    lo = np.clip(i0[:-1], 0, n_low - 2)
+    hi = np.clip(i1[1:] - 1, lo, n_low - 2)
+    cells = np.arange(n_low - 1)
+    first = np.searchsorted(hi, cells, side="left")  # first k with hi[k] >= j
+    last = np.searchsorted(lo, cells, side="right") - 1  # last k with lo[k] <= j
+    return np.stack([first, last]).astype(np.int32)
+
+
+def _axis_tables(n_low: int, n_full: int) -> tuple[np.ndarray, np.ndarray]:
+    """(2, n_full) int32 low-res neighbours and (2, n_full) float32 weights of each full-res sample (the twin's)."""
+    i0, i1, w0, w1 = linear_tables(n_low, n_full)
+    return np.stack([i0, i1]).astype(np.int32), np.stack([w0, w1]).astype(np.float32)
+
+
+def _edge_table() -> np.ndarray:
+    """(12, 3) int64: per cell edge, its lower corner (the owner), its other corner, and its axis (0 x, 1 y, 2 z)."""
+    return np.column_stack([EDGE_CORNERS[:, 0], EDGE_CORNERS[:, 1], EDGE_AXIS]).astype(np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _straddling(logits, inside, foot_y, foot_x, cells, boxes):
+    """Phase 1: inside flags of the low-res nodes, the straddling low-res cells (flat indices into (d-1, h-1,
+    w-1), ascending, into ``cells``) and each cube layer's box of candidate cubes. Returns the number of
+    cells, or -1 when a logit is NaN or infinite."""
+    d, h, w = logits.shape
+    flat = logits.ravel()
+    flags = inside.ravel()
+    finite = 0
+    for k in range(flat.shape[0]):
+        v = flat[k]
+        flags[k] = v > 0
+        finite += v - v == 0  # NaN and infinities give NaN
+    if finite != flat.shape[0]:
+        return -1
+    n = 0
+    row = np.empty(w, np.int64)
+    for z in range(d - 1):
+        boxes[z, Y0], boxes[z, Y1], boxes[z, X0], boxes[z, X1] = 1 << 30, -1, 1 << 30, -1
+        for j in range(h - 1):
+            for i in range(w):  # inside corners of the cells (z, j, .), by column pairs
+                row[i] = inside[z, j, i] + inside[z, j + 1, i] + inside[z + 1, j, i] + inside[z + 1, j + 1, i]
+            for i in range(w - 1):
+                count = row[i] + row[i + 1]
+                if count == 0 or count == 8:
+                    continue
+                cells[n] = (z * (h - 1) + j) * (w - 1) + i
+                n += 1
+                boxes[z, Y0] = min(boxes[z, Y0], foot_y[0, j])
+                boxes[z, Y1] = max(boxes[z, Y1], foot_y[1, j])
+                boxes[z, X0] = min(boxes[z, X0], foot_x[0, i])
+                boxes[z, X1] = max(boxes[z, X1], foot_x[1, i])
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane(logits, zp, boxes, iy, wy, ix, wx, rows, out):
+    """Phase 2: node plane zp of the upsampled field into ``out`` (H, W), over the boxes of the cube layers that
+    read it (zp - 2 .. zp + 1: corners and gradient stencils) grown by one node. Arithmetic of the twin's
+    ``field_at``: r = wx0 * a + wx1 * b along x, then wy0 * r0 + wy1 * r1 along y. Returns False when no layer
+    reads the plane."""
+    d = logits.shape[0]
+    big_h, big_w = iy.shape[1], ix.shape[1]
+    y0, y1, x0, x1 = 1 << 30, -1, 1 << 30, -1
+    for z in range(max(zp - 2, 0), min(zp + 1, d - 2) + 1):
+        if boxes[z, Y1] >= boxes[z, Y0]:
+            y0, y1 = min(y0, boxes[z, Y0]), max(y1, boxes[z, Y1])
+            x0, x1 = min(x0, boxes[z, X0]), max(x1, boxes[z, X1])
+    if y1 < y0:
+        return False
+    y0, y1 = max(y0 - 1, 0), min(y1 + 2, big_h - 1)  # cube rows y0..y1 -> node rows y0..y1 + 1, grown by one
+    x0, x1 = max(x0 - 1, 0), min(x1 + 2, big_w - 1)
+    for r in range(iy[0, y0], iy[1, y1] + 1):
+        for x in range(x0, x1 + 1):
+            rows[r, x] = wx[0, x] * logits[zp, r, ix[0, x]] + wx[1, x] * logits[zp, r, ix[1, x]]
+    for y in range(y0, y1 + 1):
+        a, b = iy[0, y], iy[1, y]
+        w0, w1 = wy[0, y], wy[1, y]
+        for x in range(x0, x1 + 1):
+            out[y, x] = w0 * rows[a, x] + w1 * rows[b, x]
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, corner_z, corner_flat, edges,
+           inside, cells, boxes, rows, planes, vstamp, vids, visited, verts, norms, faces):
+    """The whole surface of one frame; see the module docstring. Returns (status, n_verts, n_faces): the mesh
+    is in the first rows of verts, norms and faces, or status is FULL (they were too small) or NOT_FINITE.
+
+    The node arrays are flat (index: slot * H * W + y * W + x) so that each access costs one index; a corner's
+    offset in its plane is ``corner_flat``, its plane ``corner_z``; ``edges`` rows hold an edge's owner corner,
+    other corner and axis (see :func:`_edge_table`).
+    """
+    d, h, w = logits.shape
+    big_h, big_w = iy.shape[1], ix.shape[1]
+    hw = big_h * big_w
+    n_cells = _straddling(logits, inside, foot_y, foot_x, cells, boxes)
+    if n_cells < 0:
+        return NOT_FINITE, 0, 0
+    ring = planes.reshape(RING, big_h, big_w)
+    vstamp[:] = -1
+    visited[:] = -1
+    nv = 0
+    nf = 0
+    dropped = 0
+    cube = np.empty(8, np.float32)
+    ids = np.empty(3, np.int32)
+    grad = np.empty((2, 3), np.float32)
+    next_plane = 0
+    layer = -1
+    base0 = base1 = 0
+    for c in range(n_cells):
+        i = cells[c] % (w - 1)
+        j = (cells[c] // (w - 1)) % (h - 1)
+        z = cells[c] // ((w - 1) * (h - 1))
+        if z != layer:  # a new cube layer: the planes it reads (corners z, z + 1; gradients z - 1, z + 2)
+            layer = z
+            next_plane = max(next_plane, z - 1)
+            while next_plane <= min(z + 2, d - 1):
+                _plane(logits, next_plane, boxes, iy, wy, ix, wx, rows, ring[next_plane & (RING - 1)])
+                next_plane += 1
+            base0, base1 = (z & (RING - 1)) * hw, ((z + 1) & (RING - 1)) * hw
+        for y in range(foot_y[0, j], foot_y[1, j] + 1):
+            for x in range(foot_x[0, i], foot_x[1, i] + 1):
+                if visited[y, x] == z:
+                    continue
+                visited[y, x] = z
+                r = y * big_w + x
+                case = 0
+                for k in range(8):
+                    f = planes[(base1 if corner_z[k] else base0) + r + corner_flat[k]]
+                    cube[k] = f
+                    if f > 0:
+                        case |= 1 << k
+                if case == 0 or case == 255:
+                    continue
+                t3 = 0
+                while t3 < table.shape[1] and table[case, t3] >= 0:
+                    for m in range(3):  # the triangle's vertices, each made once
+                        e = table[case, t3 + m]
+                        c0, c1, axis = edges[e, 0], edges[e, 1], edges[e, 2]
+                        zo = z + corner_z[c0]
+                        owner = (zo & 1) * hw + r + corner_flat[c0]  # the edge's lower corner, in the vid ring
+                        if vstamp[owner] != zo:  # first use of this node's vertex ids in this plane
+                            vstamp[owner] = zo
+                            for q in range(4):
+                                vids[4 * owner + q] = -1
+                        vid = vids[4 * owner + axis]
+                        if vid < 0:
+                            f0, f1 = cube[c0], cube[c1]
+                            t = f0 / (f0 - f1)  # opposite sides of 0, never equal
+                            xo, yo = x + (corner_flat[c0] % big_w), y + corner_flat[c0] // big_w
+                            px, py, pz = np.float32(xo), np.float32(yo), np.float32(zo)
+                            if axis == 0:
+                                start, px = px, px + t
+                                along = px
+                            elif axis == 1:
+                                start, py = py, py + t
+                                along = py
+                            else:
+                                start, pz = pz, pz + t
+                                along = pz
+                            # On a node (t rounds to 0 or 1, e.g. a logit exactly 0): one vertex for every edge
+                            # through that node (its id kept with the node; both ends' vids are in this layer).
+                            vid = nv
+                            if along == start or along == start + np.float32(1.0):
+                                cn = c0 if along == start else c1
+                                zn = z + corner_z[cn]
+                                node = (zn & 1) * hw + r + corner_flat[cn]
+                                if vstamp[node] != zn:
+                                    vstamp[node] = zn
+                                    for q in range(4):
+                                        vids[4 * node + q] = -1
+                                if vids[4 * node + VID_NODE] >= 0:
+                                    vid = vids[4 * node + VID_NODE]
+                                else:
+                                    vids[4 * node + VID_NODE] = nv
+                            if vid == nv:
+                                if nv == verts.shape[0]:
+                                    return FULL, nv, nf
+                                verts[nv, 0], verts[nv, 1], verts[nv, 2] = px, py, pz * Z_SCALE
+                                for end in range(2):  # gradients at both ends: the twin's central differences,
+                                    ce = c0 if end == 0 else c1  # one-sided at the border
+                                    xe = x + corner_flat[ce] % big_w
+                                    ye = y + corner_flat[ce] // big_w
+                                    ze = z + corner_z[ce]
+                                    pe = (ze & (RING - 1)) * hw + ye * big_w + xe
+                                    here = planes[pe]
+                                    if xe == 0:
+                                        grad[end, 0] = planes[pe + 1] - here
+                                    elif xe == big_w - 1:
+                                        grad[end, 0] = here - planes[pe - 1]
+                                    else:
+                                        grad[end, 0] = (planes[pe + 1] - planes[pe - 1]) * np.float32(0.5)
+                                    if ye == 0:
+                                        grad[end, 1] = planes[pe + big_w] - here
+                                    elif ye == big_h - 1:
+                                        grad[end, 1] = here - planes[pe - big_w]
+                                    else:
+                                        grad[end, 1] = (planes[pe + big_w] - planes[pe - big_w]) * np.float32(0.5)
+                                    above = ((ze + 1) & (RING - 1)) * hw + ye * big_w + xe
+                                    below = ((ze - 1) & (RING - 1)) * hw + ye * big_w + xe
+                                    if ze == 0:
+                                        grad[end, 2] = planes[above] - here
+                                    elif ze == d - 1:
+                                        grad[end, 2] = here - planes[below]
+                                    else:
+                                        grad[end, 2] = (planes[above] - planes[below]) * np.float32(0.5)
+                                nx = -(grad[0, 0] + t * (grad[1, 0] - grad[0, 0]))  # outward = down the gradient
+                                ny = -(grad[0, 1] + t * (grad[1, 1] - grad[0, 1]))
+                                nz = -((grad[0, 2] + t * (grad[1, 2] - grad[0, 2])) / Z_SCALE)  # z in crop units
+                                norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+                                if norm > 0:
+                                    norms[nv, 0], norms[nv, 1], norms[nv, 2] = nx / norm, ny / norm, nz / norm
+                                else:
+                                    norms[nv, 0], norms[nv, 1], norms[nv, 2] = 0, 0, 0
+                                nv += 1
+                            vids[4 * owner + axis] = vid
+                        ids[m] = vid
+                    t3 += 3
+                    if ids[0] == ids[1] or ids[1] == ids[2] or ids[0] == ids[2]:
+                        dropped += 1  # collapsed onto a node shared by two of its edges
+                        continue
+                    if nf == faces.shape[0]:
+                        return FULL, nv, nf
+                    faces[nf, 0], faces[nf, 1], faces[nf, 2] = ids[0], ids[1], ids[2]
+                    nf += 1
+    if dropped:
+        nv = _drop_unused(verts, norms, faces, nv, nf)
+    return OK, nv, nf
+
+
+@numba.njit(cache=True, nogil=True)
+def _drop_unused(verts, norms, faces, nv, nf):
+    """Remove vertices no face uses (only collapsed faces used them), in place, order kept; returns the count."""
+    new_index = np.full(nv, -1, np.int32)
+    for f in range(nf):
+        for m in range(3):
+            new_index[faces[f, m]] = 0
+    kept = 0
+    for v in range(nv):
+        if new_index[v] == 0:
+            new_index[v] = kept
+            for c in range(3):
+                verts[kept, c] = verts[v, c]
+                norms[kept, c] = norms[v, c]
+            kept += 1
+    if kept < nv:
+        for f in range(nf):
+            for m in range(3):
+                faces[f, m] = new_index[faces[f, m]]
+    return kept
+
+
+class NumbaSurfaceExtractor:
+    """The p = 0.5 iso-surface of one frame's low-resolution logits, as a crop-frame :class:`Mesh` (numba).
+
+    Construct once per model configuration (cheap: the upsample tables and the working buffers, ~1 MB for the
+    shipped model), :meth:`warm_up` at start-up (compiles or loads the kernel), then :meth:`extract` per frame.
+    Buffers are reused between calls, so use one extractor per thread; the kernel releases the GIL.
+    """
+
+    name = "numba"
+
+    def __init__(self, cfg: VRNConfig) -> None:
+        self.cfg = cfg
+        self.size = cfg.input_size
+        self.grid = cfg.grid_size
+        self.depth = cfg.depth_bins
+        self._iy, self._wy = _axis_tables(self.grid, self.size)
+        self._ix, self._wx = self._iy, self._wy  # square crops
+        self._foot = _footprints(self.grid, self.size)  # first / last full-res cube per low-res cell
+        self._tables = (triangle_table(), CORNER_OFFSETS[:, 2].astype(np.int64),
+                        (CORNER_OFFSETS[:, 1] * self.size + CORNER_OFFSETS[:, 0]).astype(np.int64), _edge_table())
+        d, g, s = self.depth, self.grid, self.size
+        self._inside = np.empty((d, g, g), np.uint8)
+        self._cells = np.empty((d - 1) * (g - 1) * (g - 1), np.int32)  # written only up to the straddling ones
+        self._boxes = np.empty((d - 1, 4), np.int32)
+        self._rows = np.empty((g, s), np.float32)
+        self._planes = np.empty(RING * s * s, np.float32)  # flat: see _march
+        self._vstamp = np.empty(2 * s * s, np.int32)
+        self._vids = np.empty(2 * s * s * 4, np.int32)
+        self._visited = np.empty((s - 1, s - 1), np.int32)
+        self._capacity = (FIRST_CAPACITY, 2 * FIRST_CAPACITY)  # vertices, faces of the next frame's buffers
+
+    @property
+    def logits_shape(self) -> tuple[int, int, int]:
+        return (self.depth, self.grid, self.grid)
+
+    def warm_up(self) -> "NumbaSurfaceExtractor":
+        """Compile (or load from numba's cache) the kernel now, on a small sphere of this model's shape."""
+        d, g = self.depth, self.grid
+        z, y, x = np.ogrid[:d, :g, :g]
+        sphere = (min(d, g) / 4) ** 2 - ((z - d / 2) ** 2 + (y - g / 2) ** 2 + (x - g / 2) ** 2)
+        self.extract(sphere.astype(np.float32))
+        return self
+
+    def extract(self, logits) -> Mesh:
+        """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.
+
+        Returns the crop-frame mesh (see :class:`Mesh`): x, y crop pixels, z = depth index * 0.5, outward
+        winding and unit outward normals, no colours. An empty or full volume gives ``Mesh.empty()``.
+        """
+        grid = check_logits(logits, self.logits_shape, self.size, finite=False)  # the kernel checks finiteness
+        while True:
+            n_verts, n_faces = self._capacity
+            verts = np.empty((n_verts, 3), np.float32)
+            norms = np.empty((n_verts, 3), np.float32)
+            faces = np.empty((n_faces, 3), np.int32)
+            status, nv, nf = _march(grid, self._iy, self._wy, self._ix, self._wx, self._foot, self._foot,
+                                    *self._tables, self._inside, self._cells, self._boxes, self._rows,
+                                    self._planes, self._vstamp, self._vids, self._visited, verts, norms, faces)
+            if status != FULL:
+                break
+            self._capacity = (2 * n_verts, 2 * n_faces)  # rare: a mesh larger than any before
+        if status == NOT_FINITE:
+            raise ValueError("logits contain NaN or infinite values")
+        self._capacity = (max(self._capacity[0], int(nv * GROWTH)), max(self._capacity[1], int(nf * GROWTH)))
+        if nf == 0:
+            return Mesh.empty()
+        return Mesh(vertices=verts[:nv], faces=faces[:nf], normals=norms[:nv], colors=None, frame="crop")
