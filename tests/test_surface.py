@@ -297,3 +297,31 @@ def test_compare_with_reference_reports_times_ratio_and_distances():
     assert out["fast_faces"] == pytest.approx(out["reference_faces"], rel=0.01) and out["fast_faces"] > 0
     with pytest.raises(ValueError, match="runs"):
         compare_with_reference(np.zeros((48, 16, 16), np.float32), runs=0)
+
+
+def test_compare_with_reference_times_the_whole_stage_when_given_the_crop():
+    from realtime_vrn.crop import CropTransform
+    from realtime_vrn.surface.extractors import open_extractor
+
+    logits = ellipsoid_logits(SMALL, (32, 32, 12), (20, 20, 8))
+    crop_image = np.full((64, 64, 3), 90, np.uint8)
+    out = compare_with_reference(logits, runs=1, extractor=open_extractor(SMALL), crop_image=crop_image,
+                                 crop=CropTransform((300.0, 200.0), 0.5, 64))
+    assert out["extractor"] == "numba" and out["fast_stage"] == "iso-surface + colours + frame mapping"
+    assert out["mean_distance"] < SAME_SURFACE and out["speedup"] > 0
+    with pytest.raises(ValueError, match="both crop_image and crop"):
+        compare_with_reference(logits, runs=1, crop_image=crop_image)
+
+
+def test_bench_surface_comparison_times_the_stage_on_the_model_grid_and_the_release_grid():
+    from realtime_vrn.bench import SurfaceSample, _surface_comparison, _to_full_grid
+    from realtime_vrn.crop import CropTransform
+
+    crop = CropTransform((300.0, 200.0), 0.4, REFINED.input_size)
+    sample = SurfaceSample(face_like_logits(REFINED), np.full((96, 96, 3), 90, np.uint8), crop)
+    agg = _surface_comparison([sample], runs=1, stride=2)["median_over_frames"]
+    assert agg["extractor"] == "numba" and agg["fast_stage"] == "iso-surface + colours + frame mapping"
+    assert agg["p95_distance"] < SAME_SURFACE and agg["speedup"] > 0 and agg["frames"] == 1
+    full = _to_full_grid(sample)
+    assert full.logits.shape == (200, 48, 48) and full.crop_image.shape == (192, 192, 3)
+    assert full.crop.size == 192 and full.crop.scale == pytest.approx(0.8) and full.crop.centre == crop.centre
