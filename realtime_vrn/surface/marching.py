@@ -78,6 +78,16 @@ def _axis_tables(n_low: int, n_full: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([i0, i1]).astype(np.int32), np.stack([w0, w1]).astype(np.float32)
 
 
+def _case_edges() -> np.ndarray:
+    """(256, 13) int8: per case, the number of edges its triangles use, then those edges (ascending)."""
+    out = np.zeros((256, 13), np.int8)
+    for case, row in enumerate(triangle_table()):
+        used = np.unique(row[row >= 0])
+        out[case, 0] = len(used)
+        out[case, 1 : 1 + len(used)] = used
+    return out
+
+
 def _edge_table() -> np.ndarray:
     """(12, 3) int64: per cell edge, its lower corner (the owner), its other corner, and its axis (0 x, 1 y, 2 z)."""
     return np.column_stack([EDGE_CORNERS[:, 0], EDGE_CORNERS[:, 1], EDGE_AXIS]).astype(np.int64)
@@ -103,8 +113,12 @@ def _straddling(logits, inside, foot_y, foot_x, cells, boxes):
     for z in range(d - 1):
         boxes[z, Y0], boxes[z, Y1], boxes[z, X0], boxes[z, X1] = 1 << 30, -1, 1 << 30, -1
         for j in range(h - 1):
+            low, high = 4, 0
             for i in range(w):  # inside corners of the cells (z, j, .), by column pairs
                 row[i] = inside[z, j, i] + inside[z, j + 1, i] + inside[z + 1, j, i] + inside[z + 1, j + 1, i]
+                low, high = min(low, row[i]), max(high, row[i])
+            if high == 0 or low == 4:  # the whole row of cells outside, or inside (most rows)
+                continue
             for i in range(w - 1):
                 count = row[i] + row[i + 1]
                 if count == 0 or count == 8:
@@ -147,7 +161,7 @@ def _plane(logits, zp, boxes, iy, wy, ix, wx, rows, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, corner_z, corner_flat, edges,
+def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, case_edges, corner_z, corner_flat, edges,
            inside, cells, boxes, rows, planes, vstamp, vids, visited, verts, norms, faces):
     """The whole surface of one frame; see the module docstring. Returns (status, n_verts, n_faces): the mesh
     is in the first rows of verts, norms and faces, or status is FULL (they were too small) or NOT_FINITE.
@@ -169,7 +183,7 @@ def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, corner_z, corner_flat,
     nf = 0
     dropped = 0
     cube = np.empty(8, np.float32)
-    ids = np.empty(3, np.int32)
+    local = np.empty(12, np.int32)  # vertex id per edge of the current cube
     grad = np.empty((2, 3), np.float32)
     next_plane = 0
     layer = -1
@@ -199,96 +213,97 @@ def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, corner_z, corner_flat,
                         case |= 1 << k
                 if case == 0 or case == 255:
                     continue
+                for q in range(1, case_edges[case, 0] + 1):  # the cube's crossed edges: each vertex made once
+                    e = case_edges[case, q]
+                    c0, c1, axis = edges[e, 0], edges[e, 1], edges[e, 2]
+                    zo = z + corner_z[c0]
+                    owner = (zo & 1) * hw + r + corner_flat[c0]  # the edge's lower corner, in the vid ring
+                    if vstamp[owner] != zo:  # first use of this node's vertex ids in this plane
+                        vstamp[owner] = zo
+                        for k in range(4):
+                            vids[4 * owner + k] = -1
+                    vid = vids[4 * owner + axis]
+                    if vid < 0:
+                        f0, f1 = cube[c0], cube[c1]
+                        t = f0 / (f0 - f1)  # opposite sides of 0, never equal
+                        xo, yo = x + (corner_flat[c0] % big_w), y + corner_flat[c0] // big_w
+                        px, py, pz = np.float32(xo), np.float32(yo), np.float32(zo)
+                        if axis == 0:
+                            start, px = px, px + t
+                            along = px
+                        elif axis == 1:
+                            start, py = py, py + t
+                            along = py
+                        else:
+                            start, pz = pz, pz + t
+                            along = pz
+                        # On a node (t rounds to 0 or 1, e.g. a logit exactly 0): one vertex for every edge
+                        # through that node (its id kept with the node; both ends' vids are in this layer).
+                        vid = nv
+                        if along == start or along == start + np.float32(1.0):
+                            cn = c0 if along == start else c1
+                            zn = z + corner_z[cn]
+                            node = (zn & 1) * hw + r + corner_flat[cn]
+                            if vstamp[node] != zn:
+                                vstamp[node] = zn
+                                for k in range(4):
+                                    vids[4 * node + k] = -1
+                            if vids[4 * node + VID_NODE] >= 0:
+                                vid = vids[4 * node + VID_NODE]
+                            else:
+                                vids[4 * node + VID_NODE] = nv
+                        if vid == nv:
+                            if nv == verts.shape[0]:
+                                return FULL, nv, nf
+                            verts[nv, 0], verts[nv, 1], verts[nv, 2] = px, py, pz * Z_SCALE
+                            for end in range(2):  # gradients at both ends: the twin's central differences,
+                                ce = c0 if end == 0 else c1  # one-sided at the border
+                                xe = x + corner_flat[ce] % big_w
+                                ye = y + corner_flat[ce] // big_w
+                                ze = z + corner_z[ce]
+                                pe = (ze & (RING - 1)) * hw + ye * big_w + xe
+                                here = planes[pe]
+                                if xe == 0:
+                                    grad[end, 0] = planes[pe + 1] - here
+                                elif xe == big_w - 1:
+                                    grad[end, 0] = here - planes[pe - 1]
+                                else:
+                                    grad[end, 0] = (planes[pe + 1] - planes[pe - 1]) * np.float32(0.5)
+                                if ye == 0:
+                                    grad[end, 1] = planes[pe + big_w] - here
+                                elif ye == big_h - 1:
+                                    grad[end, 1] = here - planes[pe - big_w]
+                                else:
+                                    grad[end, 1] = (planes[pe + big_w] - planes[pe - big_w]) * np.float32(0.5)
+                                above = ((ze + 1) & (RING - 1)) * hw + ye * big_w + xe
+                                below = ((ze - 1) & (RING - 1)) * hw + ye * big_w + xe
+                                if ze == 0:
+                                    grad[end, 2] = planes[above] - here
+                                elif ze == d - 1:
+                                    grad[end, 2] = here - planes[below]
+                                else:
+                                    grad[end, 2] = (planes[above] - planes[below]) * np.float32(0.5)
+                            nx = -(grad[0, 0] + t * (grad[1, 0] - grad[0, 0]))  # outward = down the gradient
+                            ny = -(grad[0, 1] + t * (grad[1, 1] - grad[0, 1]))
+                            nz = -((grad[0, 2] + t * (grad[1, 2] - grad[0, 2])) / Z_SCALE)  # z in crop units
+                            norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+                            if norm > 0:
+                                norms[nv, 0], norms[nv, 1], norms[nv, 2] = nx / norm, ny / norm, nz / norm
+                            else:
+                                norms[nv, 0], norms[nv, 1], norms[nv, 2] = 0, 0, 0
+                            nv += 1
+                        vids[4 * owner + axis] = vid
+                    local[e] = vid
                 t3 = 0
                 while t3 < table.shape[1] and table[case, t3] >= 0:
-                    for m in range(3):  # the triangle's vertices, each made once
-                        e = table[case, t3 + m]
-                        c0, c1, axis = edges[e, 0], edges[e, 1], edges[e, 2]
-                        zo = z + corner_z[c0]
-                        owner = (zo & 1) * hw + r + corner_flat[c0]  # the edge's lower corner, in the vid ring
-                        if vstamp[owner] != zo:  # first use of this node's vertex ids in this plane
-                            vstamp[owner] = zo
-                            for q in range(4):
-                                vids[4 * owner + q] = -1
-                        vid = vids[4 * owner + axis]
-                        if vid < 0:
-                            f0, f1 = cube[c0], cube[c1]
-                            t = f0 / (f0 - f1)  # opposite sides of 0, never equal
-                            xo, yo = x + (corner_flat[c0] % big_w), y + corner_flat[c0] // big_w
-                            px, py, pz = np.float32(xo), np.float32(yo), np.float32(zo)
-                            if axis == 0:
-                                start, px = px, px + t
-                                along = px
-                            elif axis == 1:
-                                start, py = py, py + t
-                                along = py
-                            else:
-                                start, pz = pz, pz + t
-                                along = pz
-                            # On a node (t rounds to 0 or 1, e.g. a logit exactly 0): one vertex for every edge
-                            # through that node (its id kept with the node; both ends' vids are in this layer).
-                            vid = nv
-                            if along == start or along == start + np.float32(1.0):
-                                cn = c0 if along == start else c1
-                                zn = z + corner_z[cn]
-                                node = (zn & 1) * hw + r + corner_flat[cn]
-                                if vstamp[node] != zn:
-                                    vstamp[node] = zn
-                                    for q in range(4):
-                                        vids[4 * node + q] = -1
-                                if vids[4 * node + VID_NODE] >= 0:
-                                    vid = vids[4 * node + VID_NODE]
-                                else:
-                                    vids[4 * node + VID_NODE] = nv
-                            if vid == nv:
-                                if nv == verts.shape[0]:
-                                    return FULL, nv, nf
-                                verts[nv, 0], verts[nv, 1], verts[nv, 2] = px, py, pz * Z_SCALE
-                                for end in range(2):  # gradients at both ends: the twin's central differences,
-                                    ce = c0 if end == 0 else c1  # one-sided at the border
-                                    xe = x + corner_flat[ce] % big_w
-                                    ye = y + corner_flat[ce] // big_w
-                                    ze = z + corner_z[ce]
-                                    pe = (ze & (RING - 1)) * hw + ye * big_w + xe
-                                    here = planes[pe]
-                                    if xe == 0:
-                                        grad[end, 0] = planes[pe + 1] - here
-                                    elif xe == big_w - 1:
-                                        grad[end, 0] = here - planes[pe - 1]
-                                    else:
-                                        grad[end, 0] = (planes[pe + 1] - planes[pe - 1]) * np.float32(0.5)
-                                    if ye == 0:
-                                        grad[end, 1] = planes[pe + big_w] - here
-                                    elif ye == big_h - 1:
-                                        grad[end, 1] = here - planes[pe - big_w]
-                                    else:
-                                        grad[end, 1] = (planes[pe + big_w] - planes[pe - big_w]) * np.float32(0.5)
-                                    above = ((ze + 1) & (RING - 1)) * hw + ye * big_w + xe
-                                    below = ((ze - 1) & (RING - 1)) * hw + ye * big_w + xe
-                                    if ze == 0:
-                                        grad[end, 2] = planes[above] - here
-                                    elif ze == d - 1:
-                                        grad[end, 2] = here - planes[below]
-                                    else:
-                                        grad[end, 2] = (planes[above] - planes[below]) * np.float32(0.5)
-                                nx = -(grad[0, 0] + t * (grad[1, 0] - grad[0, 0]))  # outward = down the gradient
-                                ny = -(grad[0, 1] + t * (grad[1, 1] - grad[0, 1]))
-                                nz = -((grad[0, 2] + t * (grad[1, 2] - grad[0, 2])) / Z_SCALE)  # z in crop units
-                                norm = np.sqrt(nx * nx + ny * ny + nz * nz)
-                                if norm > 0:
-                                    norms[nv, 0], norms[nv, 1], norms[nv, 2] = nx / norm, ny / norm, nz / norm
-                                else:
-                                    norms[nv, 0], norms[nv, 1], norms[nv, 2] = 0, 0, 0
-                                nv += 1
-                            vids[4 * owner + axis] = vid
-                        ids[m] = vid
+                    v0, v1, v2 = local[table[case, t3]], local[table[case, t3 + 1]], local[table[case, t3 + 2]]
                     t3 += 3
-                    if ids[0] == ids[1] or ids[1] == ids[2] or ids[0] == ids[2]:
+                    if v0 == v1 or v1 == v2 or v0 == v2:
                         dropped += 1  # collapsed onto a node shared by two of its edges
                         continue
                     if nf == faces.shape[0]:
                         return FULL, nv, nf
-                    faces[nf, 0], faces[nf, 1], faces[nf, 2] = ids[0], ids[1], ids[2]
+                    faces[nf, 0], faces[nf, 1], faces[nf, 2] = v0, v1, v2
                     nf += 1
     if dropped:
         nv = _drop_unused(verts, norms, faces, nv, nf)
@@ -335,7 +350,7 @@ class NumbaSurfaceExtractor:
         self._iy, self._wy = _axis_tables(self.grid, self.size)
         self._ix, self._wx = self._iy, self._wy  # square crops
         self._foot = _footprints(self.grid, self.size)  # first / last full-res cube per low-res cell
-        self._tables = (triangle_table(), CORNER_OFFSETS[:, 2].astype(np.int64),
+        self._tables = (triangle_table(), _case_edges(), CORNER_OFFSETS[:, 2].astype(np.int64),
                         (CORNER_OFFSETS[:, 1] * self.size + CORNER_OFFSETS[:, 0]).astype(np.int64), _edge_table())
         d, g, s = self.depth, self.grid, self.size
         self._inside = np.empty((d, g, g), np.uint8)
