@@ -103,6 +103,13 @@ def test_registry_falls_back_when_numba_is_missing(monkeypatch, caplog):
     assert "numba: numba is not importable" in caplog.text
 
 
+def test_a_grid_wider_than_an_int64_row_falls_back_to_skimage(caplog):
+    wide = VRNConfig(input_size=256, depth_bins=8)  # 64 x 64 logits: one bit too many for a row mask
+    with pytest.raises(ValueError, match="grids up to 63 wide, got 64"):
+        NumbaSurfaceExtractor(wide)
+    assert open_extractor(wide).name == "skimage" and "grids up to 63 wide" in caplog.text
+
+
 def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, face_photos):
     from realtime_vrn.cli import _run_parser
     from realtime_vrn.config import RunConfig

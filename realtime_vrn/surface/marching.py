@@ -7,16 +7,17 @@ upsample (align_corners=True) of every depth slice with the twin's float32 arith
 :mod:`realtime_vrn.gpu.mc_tables`, vertices linearly interpolated along the crossed edges, normals from the
 central-difference gradient. One compiled pass per frame (:func:`_march`):
 
-1. the low-resolution cells whose 8 logits straddle 0 (logit > 0 is inside), a non-finite check, and per
-   cube layer the box of full-resolution cubes that overlap them (the conservative bound of
-   :mod:`realtime_vrn.surface.extract`: a cube can only hold a crossing if a low-resolution cell it overlaps
-   straddles 0);
+1. the low-resolution cells whose 8 logits straddle 0 (logit > 0 is inside; one int64 of inside bits per
+   low-res row, so that a row of cells is tested at once), a non-finite check, and per cube layer the box of
+   full-resolution cubes that overlap them (the conservative bound of :mod:`realtime_vrn.surface.extract`: a
+   cube can only hold a crossing if a low-resolution cell it overlaps straddles 0);
 2. layer by layer, the upsampled node planes the layer reads (its two, and one on either side for the
    gradient), each computed once over its box (separable: along x on the low-res rows, then along y) into a
    ring of four planes; the full volume is never stored;
-3. for each straddling low-resolution cell, the full-resolution cubes it overlaps, each once: its case from
-   its 8 corners, its triangles from the table;
-4. one vertex per crossed edge, shared through the edge's owner node (its lower corner); a vertex that falls
+3. every cube of the layer's box: its case from its corners' inside bits (a row at a time), its triangles
+   from the table;
+4. one vertex per crossed edge, made when a cube first needs it and shared through the edge's owner node
+   (its lower corner); a vertex that falls
    exactly on a node (a logit exactly 0, or rounding) is shared by every edge through that node, and the
    triangles that collapse are dropped, so the mesh is indexed like the other extractors'.
 
@@ -52,6 +53,8 @@ OK, NOT_FINITE, FULL = 0, 1, 2
 RING = 4
 #: Vertex ids kept per node (slot = plane % 2): on its +x, +y, +z edges, and exactly on the node.
 VID_NODE = 3
+#: Widest low-res grid: a row of inside flags is one int64 (the release's and the shipped model's grids are 48).
+MAX_GRID = 63
 #: Per-layer box layout in ``boxes``: first / last cube row (y), first / last cube column (x); empty: y0 > y1.
 Y0, Y1, X0, X1 = 0, 1, 2, 3
 
@@ -94,42 +97,41 @@ def _edge_table() -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _straddling(logits, inside, foot_y, foot_x, cells, boxes):
-    """Phase 1: inside flags of the low-res nodes, the straddling low-res cells (flat indices into (d-1, h-1,
-    w-1), ascending, into ``cells``) and each cube layer's box of candidate cubes. Returns the number of
-    cells, or -1 when a logit is NaN or infinite."""
+def _straddling(logits, inside, foot_y, foot_x, boxes):
+    """Phase 1: each cube layer's box of candidate cubes (those overlapping a straddling low-res cell), from
+    the low-res inside flags packed one row (z, y) per int64 (bit x: logit > 0; hence w <= MAX_GRID). Returns
+    False when a logit is NaN or infinite."""
     d, h, w = logits.shape
-    flat = logits.ravel()
-    flags = inside.ravel()
     finite = 0
-    for k in range(flat.shape[0]):
-        v = flat[k]
-        flags[k] = v > 0
-        finite += v - v == 0  # NaN and infinities give NaN
-    if finite != flat.shape[0]:
-        return -1
-    n = 0
-    row = np.empty(w, np.int64)
+    for z in range(d):
+        for y in range(h):
+            bits = 0
+            for x in range(w):
+                v = logits[z, y, x]
+                bits |= (1 if v > 0 else 0) << x
+                finite += v - v == 0  # NaN and infinities give NaN
+            inside[z, y] = bits
+    if finite != d * h * w:
+        return False
+    cells = (1 << (w - 1)) - 1  # bit i: cell i, between nodes i and i + 1
     for z in range(d - 1):
         boxes[z, Y0], boxes[z, Y1], boxes[z, X0], boxes[z, X1] = 1 << 30, -1, 1 << 30, -1
         for j in range(h - 1):
-            low, high = 4, 0
-            for i in range(w):  # inside corners of the cells (z, j, .), by column pairs
-                row[i] = inside[z, j, i] + inside[z, j + 1, i] + inside[z + 1, j, i] + inside[z + 1, j + 1, i]
-                low, high = min(low, row[i]), max(high, row[i])
-            if high == 0 or low == 4:  # the whole row of cells outside, or inside (most rows)
+            a, b, c, e = inside[z, j], inside[z, j + 1], inside[z + 1, j], inside[z + 1, j + 1]
+            some, every = a | b | c | e, a & b & c & e  # per node column of the four rows
+            straddle = (some | (some >> 1)) & ~(every & (every >> 1)) & cells
+            if straddle == 0:
                 continue
-            for i in range(w - 1):
-                count = row[i] + row[i + 1]
-                if count == 0 or count == 8:
-                    continue
-                cells[n] = (z * (h - 1) + j) * (w - 1) + i
-                n += 1
-                boxes[z, Y0] = min(boxes[z, Y0], foot_y[0, j])
-                boxes[z, Y1] = max(boxes[z, Y1], foot_y[1, j])
-                boxes[z, X0] = min(boxes[z, X0], foot_x[0, i])
-                boxes[z, X1] = max(boxes[z, X1], foot_x[1, i])
-    return n
+            first, last = 0, w - 2
+            while not (straddle >> first) & 1:
+                first += 1
+            while not (straddle >> last) & 1:
+                last -= 1
+            boxes[z, Y0] = min(boxes[z, Y0], foot_y[0, j])
+            boxes[z, Y1] = max(boxes[z, Y1], foot_y[1, j])
+            boxes[z, X0] = min(boxes[z, X0], foot_x[0, first])  # footprints never decrease along x
+            boxes[z, X1] = max(boxes[z, X1], foot_x[1, last])
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -162,7 +164,7 @@ def _plane(logits, zp, boxes, iy, wy, ix, wx, rows, out):
 
 @numba.njit(cache=True, nogil=True)
 def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, case_edges, corner_z, corner_flat, edges,
-           inside, cells, boxes, rows, planes, vstamp, vids, visited, verts, norms, faces):
+           inside, boxes, rows, planes, vstamp, vids, verts, norms, faces):
     """The whole surface of one frame; see the module docstring. Returns (status, n_verts, n_faces): the mesh
     is in the first rows of verts, norms and faces, or status is FULL (they were too small) or NOT_FINITE.
 
@@ -173,46 +175,45 @@ def _march(logits, iy, wy, ix, wx, foot_y, foot_x, table, case_edges, corner_z, 
     d, h, w = logits.shape
     big_h, big_w = iy.shape[1], ix.shape[1]
     hw = big_h * big_w
-    n_cells = _straddling(logits, inside, foot_y, foot_x, cells, boxes)
-    if n_cells < 0:
+    if not _straddling(logits, inside, foot_y, foot_x, boxes):
         return NOT_FINITE, 0, 0
     ring = planes.reshape(RING, big_h, big_w)
     vstamp[:] = -1
-    visited[:] = -1
     nv = 0
     nf = 0
     dropped = 0
     cube = np.empty(8, np.float32)
     local = np.empty(12, np.int32)  # vertex id per edge of the current cube
     grad = np.empty((2, 3), np.float32)
+    low_x = np.empty(big_w, np.int64)  # a node column's inside bits as the corners of the cube on its +x side
+    high_x = np.empty(big_w, np.int64)  # ... and of the cube on its -x side
     next_plane = 0
-    layer = -1
-    base0 = base1 = 0
-    for c in range(n_cells):
-        i = cells[c] % (w - 1)
-        j = (cells[c] // (w - 1)) % (h - 1)
-        z = cells[c] // ((w - 1) * (h - 1))
-        if z != layer:  # a new cube layer: the planes it reads (corners z, z + 1; gradients z - 1, z + 2)
-            layer = z
-            next_plane = max(next_plane, z - 1)
-            while next_plane <= min(z + 2, d - 1):
-                _plane(logits, next_plane, boxes, iy, wy, ix, wx, rows, ring[next_plane & (RING - 1)])
-                next_plane += 1
-            base0, base1 = (z & (RING - 1)) * hw, ((z + 1) & (RING - 1)) * hw
-        for y in range(foot_y[0, j], foot_y[1, j] + 1):
-            for x in range(foot_x[0, i], foot_x[1, i] + 1):
-                if visited[y, x] == z:
-                    continue
-                visited[y, x] = z
-                r = y * big_w + x
-                case = 0
-                for k in range(8):
-                    f = planes[(base1 if corner_z[k] else base0) + r + corner_flat[k]]
-                    cube[k] = f
-                    if f > 0:
-                        case |= 1 << k
+    for z in range(d - 1):
+        if boxes[z, Y1] < boxes[z, Y0]:  # no straddling low-res cell in this layer
+            continue
+        next_plane = max(next_plane, z - 1)  # the planes the layer reads: corners z, z + 1; gradients z - 1, z + 2
+        while next_plane <= min(z + 2, d - 1):
+            _plane(logits, next_plane, boxes, iy, wy, ix, wx, rows, ring[next_plane & (RING - 1)])
+            next_plane += 1
+        base0, base1 = (z & (RING - 1)) * hw, ((z + 1) & (RING - 1)) * hw
+        x0, x1 = boxes[z, X0], boxes[z, X1]
+        for y in range(boxes[z, Y0], boxes[z, Y1] + 1):  # every cube of the layer's box, its case from bits
+            n00, n10 = base0 + y * big_w, base0 + (y + 1) * big_w
+            n01, n11 = base1 + y * big_w, base1 + (y + 1) * big_w
+            for x in range(x0, x1 + 2):  # corners 0, 3, 4, 7 on the low-x side; 1, 2, 5, 6 on the high-x side
+                a = 1 if planes[n00 + x] > 0 else 0
+                b = 1 if planes[n10 + x] > 0 else 0
+                c = 1 if planes[n01 + x] > 0 else 0
+                e = 1 if planes[n11 + x] > 0 else 0
+                low_x[x] = a | (b << 3) | (c << 4) | (e << 7)
+                high_x[x] = (a << 1) | (b << 2) | (c << 5) | (e << 6)
+            for x in range(x0, x1 + 1):
+                case = low_x[x] | high_x[x + 1]
                 if case == 0 or case == 255:
                     continue
+                r = y * big_w + x
+                for k in range(8):
+                    cube[k] = planes[(base1 if corner_z[k] else base0) + r + corner_flat[k]]
                 for q in range(1, case_edges[case, 0] + 1):  # the cube's crossed edges: each vertex made once
                     e = case_edges[case, q]
                     c0, c1, axis = edges[e, 0], edges[e, 1], edges[e, 2]
@@ -347,20 +348,20 @@ class NumbaSurfaceExtractor:
         self.size = cfg.input_size
         self.grid = cfg.grid_size
         self.depth = cfg.depth_bins
+        if self.grid > MAX_GRID:
+            raise ValueError(f"the numba extractor takes logit grids up to {MAX_GRID} wide, got {self.grid}")
         self._iy, self._wy = _axis_tables(self.grid, self.size)
         self._ix, self._wx = self._iy, self._wy  # square crops
         self._foot = _footprints(self.grid, self.size)  # first / last full-res cube per low-res cell
         self._tables = (triangle_table(), _case_edges(), CORNER_OFFSETS[:, 2].astype(np.int64),
                         (CORNER_OFFSETS[:, 1] * self.size + CORNER_OFFSETS[:, 0]).astype(np.int64), _edge_table())
         d, g, s = self.depth, self.grid, self.size
-        self._inside = np.empty((d, g, g), np.uint8)
-        self._cells = np.empty((d - 1) * (g - 1) * (g - 1), np.int32)  # written only up to the straddling ones
+        self._inside = np.empty((d, g), np.int64)  # a bit per low-res node: see _straddling
         self._boxes = np.empty((d - 1, 4), np.int32)
         self._rows = np.empty((g, s), np.float32)
         self._planes = np.empty(RING * s * s, np.float32)  # flat: see _march
         self._vstamp = np.empty(2 * s * s, np.int32)
         self._vids = np.empty(2 * s * s * 4, np.int32)
-        self._visited = np.empty((s - 1, s - 1), np.int32)
         self._capacity = (FIRST_CAPACITY, 2 * FIRST_CAPACITY)  # vertices, faces of the next frame's buffers
 
     @property
@@ -388,8 +389,8 @@ class NumbaSurfaceExtractor:
             norms = np.empty((n_verts, 3), np.float32)
             faces = np.empty((n_faces, 3), np.int32)
             status, nv, nf = _march(grid, self._iy, self._wy, self._ix, self._wx, self._foot, self._foot,
-                                    *self._tables, self._inside, self._cells, self._boxes, self._rows,
-                                    self._planes, self._vstamp, self._vids, self._visited, verts, norms, faces)
+                                    *self._tables, self._inside, self._boxes, self._rows,
+                                    self._planes, self._vstamp, self._vids, verts, norms, faces)
             if status != FULL:
                 break
             self._capacity = (2 * n_verts, 2 * n_faces)  # rare: a mesh larger than any before
