@@ -151,14 +151,16 @@ def _plane(logits, zp, boxes, iy, wy, ix, wx, rows, out):
         return False
     y0, y1 = max(y0 - 1, 0), min(y1 + 2, big_h - 1)  # cube rows y0..y1 -> node rows y0..y1 + 1, grown by one
     x0, x1 = max(x0 - 1, 0), min(x1 + 2, big_w - 1)
+    i0, i1, w0, w1 = ix[0], ix[1], wx[0], wx[1]  # 1-D views hoisted out of the loops: they vectorise
     for r in range(iy[0, y0], iy[1, y1] + 1):
+        src, dst = logits[zp, r], rows[r]
         for x in range(x0, x1 + 1):
-            rows[r, x] = wx[0, x] * logits[zp, r, ix[0, x]] + wx[1, x] * logits[zp, r, ix[1, x]]
+            dst[x] = w0[x] * src[i0[x]] + w1[x] * src[i1[x]]
     for y in range(y0, y1 + 1):
-        a, b = iy[0, y], iy[1, y]
-        w0, w1 = wy[0, y], wy[1, y]
+        below, above, dst = rows[iy[0, y]], rows[iy[1, y]], out[y]
+        v0, v1 = wy[0, y], wy[1, y]
         for x in range(x0, x1 + 1):
-            out[y, x] = w0 * rows[a, x] + w1 * rows[b, x]
+            dst[x] = v0 * below[x] + v1 * above[x]
     return True
 
 
