@@ -39,11 +39,14 @@ class FaceLandmarks:
               **smaller z = nearer the camera** (MediaPipe's sign, not the mesh convention).
     points68: (68, 2) float32 frame pixels, the iBUG 300-W layout (see ``ibug68``), taken from ``points``.
     n_faces:  faces detected in the frame (the largest one is reported).
+    track:    in a video with every face followed (``LandmarkTracker.process_all``), the face's number in the
+              run: 1, 2, ... in order of first appearance, the same for one face over all its frames; else None.
     """
 
     points: np.ndarray
     points68: np.ndarray
     n_faces: int
+    track: int | None = None
 
     @property
     def box68(self) -> tuple[float, float, float, float]:

@@ -11,6 +11,7 @@ import numpy as np
 from realtime_vrn.landmarks.base import N_POINTS, FaceLandmarks, FaceMeshBackend, native_output_to_log, open_backend
 from realtime_vrn.landmarks.ibug68 import to_ibug68
 from realtime_vrn.landmarks.one_euro import OneEuroFilter, OneEuroParams
+from realtime_vrn.landmarks.tracks import FaceTracks
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,20 @@ class LandmarkTracker:
     frame without a face, logs (INFO) when the face is lost and found again, and counts
     ``frames_with_face``, ``frames_without_face`` and ``lost_events``. Smoothing is causal (no added frame of
     delay), restarts whenever the face is lost, and is off for still images (``backend.static``).
+
+    With ``follow_all`` (a video backend looking for several faces) ``process_all`` follows every face as a
+    numbered track (:class:`~realtime_vrn.landmarks.tracks.FaceTracks`: one filter per face, "face 2 appeared /
+    lost" logged) and ``faces_followed`` / ``most_faces`` count them.
     """
 
     def __init__(self, backend: FaceMeshBackend, *, smoothing: bool = True,
                  smoothing_params: OneEuroParams = SMOOTHING,
-                 several: Callable[[bool], FaceMeshBackend] | None = None) -> None:
+                 several: Callable[[bool], FaceMeshBackend] | None = None, follow_all: bool = False) -> None:
         """several: for a single-face video backend, a factory ``several(static) -> backend`` of the same kind
         looking for several faces: the static one counts faces every CENSUS_EVERY frames, the video one tracks
         while several faces are in view (see DEFAULT_MAX_FACES)."""
+        if follow_all and (backend.static or several is not None):
+            raise ValueError("follow_all needs a video backend that looks for every face itself (no census)")
         self.backend = backend
         self._several = several
         self._census: FaceMeshBackend | None = None
@@ -60,6 +67,9 @@ class LandmarkTracker:
         self._single_streak = 0
         self.smoothing = smoothing and not backend.static
         self._filter = OneEuroFilter(smoothing_params)
+        self._tracks = FaceTracks(smoothing_params if self.smoothing else None) if follow_all else None
+        # with tracks, "face 2 appeared / lost" says it per face; "face found / lost" only under -vv
+        self._announce = log.debug if follow_all else log.info
         self.frames_with_face = 0
         self.frames_without_face = 0
         self.lost_events = 0
@@ -111,15 +121,30 @@ class LandmarkTracker:
         return FaceLandmarks(points=points, points68=to_ibug68(points), n_faces=len(faces))
 
     def process_all(self, image_rgb: np.ndarray, timestamp: float) -> list[FaceLandmarks]:
-        """Landmarks of every face found (up to the backend's ``max_faces``), largest first; [] when none.
+        """Landmarks of every face found (up to the backend's ``max_faces``); [] when none.
 
-        For still images (no smoothing: faces are not followed from frame to frame). Same image and point
-        conventions as :meth:`process`.
+        Still images: largest first, ``track`` None. A ``follow_all`` video tracker: every face with its track
+        number (``FaceLandmarks.track``), in ascending number, points smoothed by their own track's filter. Same
+        image and point conventions as :meth:`process`.
         """
-        if self.smoothing:
-            raise RuntimeError("process_all is for still images (a tracker without smoothing)")
+        if self._tracks is None and self.smoothing:
+            raise RuntimeError("process_all on video needs a tracker that follows every face "
+                               "(open_tracker(every_face=True))")
         faces = self._faces(image_rgb, timestamp)
-        return [FaceLandmarks(points=p, points68=to_ibug68(p), n_faces=len(faces)) for p in faces]
+        if self._tracks is None:
+            return [FaceLandmarks(points=p, points68=to_ibug68(p), n_faces=len(faces)) for p in faces]
+        return [FaceLandmarks(points=p, points68=to_ibug68(p), n_faces=len(faces), track=number)
+                for number, p in self._tracks.update(faces, timestamp, self._frames - 1)]
+
+    @property
+    def faces_followed(self) -> int:
+        """Face tracks started so far (``follow_all``; 0 otherwise)."""
+        return self._tracks.started if self._tracks is not None else 0
+
+    @property
+    def most_faces(self) -> int:
+        """The most faces followed in one frame (``follow_all``; 0 otherwise)."""
+        return self._tracks.most_at_once if self._tracks is not None else 0
 
     def _faces(self, image_rgb: np.ndarray, timestamp: float) -> list[np.ndarray]:
         """Every face's (478, 3) points, largest first; counts frames with and without a face."""
@@ -176,7 +201,7 @@ class LandmarkTracker:
             self.lost_events += 1
             self._missing_since = self._frames
             self._filter.reset()
-            log.info("face lost at frame %d", self._frames - 1)
+            self._announce("face lost at frame %d", self._frames - 1)
 
     def _face_found(self) -> None:
         self.frames_with_face += 1
@@ -184,17 +209,19 @@ class LandmarkTracker:
             return
         self._had_face = True
         if self.lost_events:
-            log.info("face found again at frame %d after %d frame(s) without", self._frames - 1,
-                     self._frames - self._missing_since)
+            self._announce("face found again at frame %d after %d frame(s) without", self._frames - 1,
+                           self._frames - self._missing_since)
         else:
-            log.info("face found at frame %d", self._frames - 1)
+            self._announce("face found at frame %d", self._frames - 1)
 
 
 def open_tracker(backend: str = "auto", static: bool = False, smoothing: bool = True,
-                 max_faces: int = DEFAULT_MAX_FACES) -> LandmarkTracker:
+                 max_faces: int = DEFAULT_MAX_FACES, every_face: bool = False) -> LandmarkTracker:
     """A tracker on the first face-mesh backend that starts (``backend="auto"``) or on the one named.
 
     static: True for unrelated still images (detection in each, no smoothing), False for video and cameras.
+    every_face: video: the backend tracks up to ``max_faces`` faces itself (MediaPipe video mode with
+    max_num_faces = max_faces) and ``process_all`` follows each as a numbered track (``--faces all``).
     Returns an open tracker (use it as a context manager to close it). ConfigError for an unknown backend
     name, BackendError when none starts (each backend's reason in the message).
     """
@@ -204,6 +231,8 @@ def open_tracker(backend: str = "auto", static: bool = False, smoothing: bool = 
         full_range = _open_full_range(max_faces)
         if full_range is not None:
             return LandmarkTracker(full_range, smoothing=smoothing).open()
+    if every_face and not static:
+        return LandmarkTracker(open_backend(backend, False, max_faces), smoothing=smoothing, follow_all=True).open()
     if static or max_faces == 1:
         return LandmarkTracker(open_backend(backend, static, max_faces), smoothing=smoothing).open()
     single = open_backend(backend, False, 1)
