@@ -157,12 +157,14 @@ def _mediapipe_only(config: RunConfig, frames: int) -> dict:
     count = 0
     with _open_source(config) as source, _open_tracker(config, source) as tracker:
         media_fps = source.fps if not source.is_live and not source.is_still else None
+        # the run's own call: every face followed (--faces all) or the largest
+        landmarks = tracker.process_all if config.all_faces(source.is_still) else tracker.process
         start = time.perf_counter()
         for frame in source:
             if count >= frames:
                 break
             with stats.time("landmarks"):
-                tracker.process(frame.image, frame.index / media_fps if media_fps else frame.timestamp)
+                landmarks(frame.image, frame.index / media_fps if media_fps else frame.timestamp)
             count += 1
         wall = time.perf_counter() - start
     return {"fps": count / wall if wall > 0 else 0.0, "frames": count,

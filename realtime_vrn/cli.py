@@ -66,7 +66,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                      help="export meshes with y up (MeshLab/Blender); default is frame pixels, y down")
     out.add_argument("--headless", action="store_true", default=None, help="never open a window")
     out.add_argument("--faces", choices=("all", "largest"),
-                     help="reconstruct every face or the largest (default: all in photos, largest in video)")
+                     help="reconstruct every face or the largest (default: all in photos, largest in video and "
+                          "cameras; with all, video faces are followed as face1, face2, ...)")
     out.add_argument("--view", choices=("overlay", "side_by_side", "mesh3d"), help="what to draw (default overlay)")
     out.add_argument("--blend", type=unit_float, metavar="A", help="mesh opacity over the frame, 0-1")
     out.add_argument("--virtual-camera", action="store_true", default=None,
@@ -203,6 +204,9 @@ def _print_summary(summary) -> None:
         if name in stages:
             s = stages[name]
             print(f"  {name:<11} median {s['median_ms']:7.2f} ms   p95 {s['p95_ms']:7.2f} ms")
+    if summary.faces_followed:
+        print(f"  {summary.faces_followed} face(s) followed (face1 to face{summary.faces_followed}), at most "
+              f"{summary.most_faces} in one frame")
     for path in summary.outputs:
         print(f"  wrote {path}")
     if summary.meshes_exported:

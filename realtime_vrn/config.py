@@ -74,9 +74,12 @@ class RunConfig:
             raise ConfigError(f"give one input, got {', '.join('--' + s for s in sources)}")
         if self.faces is not None and self.faces not in FACE_CHOICES:
             raise ConfigError(f"unknown --faces {self.faces!r}; choose one of: {', '.join(FACE_CHOICES)}")
-        if self.faces == "all" and (self.video is not None or self.camera is not None or self.is_demo):
-            raise ConfigError("--faces all works on photos (--image) so far; video and cameras reconstruct the "
-                              "largest face")
+        if self.faces == "all" and self.image is None:
+            for flag, path in (("--record-landmarks", self.record_landmarks), ("--landmarks", self.landmarks)):
+                if path is not None:  # one face per frame in the file: a replay could not be the run recorded
+                    raise ConfigError(f"{flag}: a landmark recording holds one face per frame, so it cannot go "
+                                      f"with --faces all on a video or camera; use --faces largest, or leave "
+                                      f"{flag} out")
         if self.view not in VIEWS:
             raise ConfigError(f"unknown view {self.view!r}; choose one of: {', '.join(VIEWS)}")
         if self.surface not in SURFACE_KINDS:

@@ -101,6 +101,16 @@ def output_name(frame: Any) -> str:
     return frame.name if getattr(frame, "name", None) else f"frame_{frame.index:06d}"
 
 
+def face_suffix(face: Any, k: int) -> str:
+    """What a face's mesh name adds to :func:`output_name`: a video face followed as track N gets ``_faceN`` in
+    every frame (``frame_000123_face2.obj``); the k-th face of a photo (largest first) ``_face{k}`` after the
+    unsuffixed largest (``IMG_1234.obj``, ``IMG_1234_face1.obj``); a single face nothing."""
+    track = getattr(face, "track", None)
+    if track is not None:
+        return f"_face{track}"
+    return f"_face{k}" if k else ""
+
+
 def display_available() -> bool:
     """True when a window can be opened (X11 / Wayland display set)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -307,20 +317,21 @@ class Outputs:
     # -- per frame ----------------------------------------------------------------------------------------
     def push(self, rec: Any, stats: LatencyStats) -> bool:
         c = self.config
-        meshes = rec.meshes if hasattr(rec, "meshes") else [m for m in [rec.mesh] if m is not None and not m.is_empty]
+        faces = rec.faces if hasattr(rec, "faces") else [r for r in [rec] if r.mesh is not None and not r.mesh.is_empty]
+        meshes = [face.mesh for face in faces]
         if meshes:
             self._last_mesh = meshes[0]
             self._frames_with_face += 1
             if c.export is not None and (self._frames_with_face - 1) % c.export_every == 0:
-                for k, mesh in enumerate(meshes):  # IMG_1234.obj (largest face), IMG_1234_face1.obj, ...
-                    suffix = f"_face{k}" if k else ""
-                    self._export(mesh, c.export / f"{output_name(rec.frame)}{suffix}.{c.mesh_format}")
+                for k, face in enumerate(faces):
+                    name = f"{output_name(rec.frame)}{face_suffix(face, k)}.{c.mesh_format}"
+                    self._export(face.mesh, c.export / name)
                 self._check_export_size()
         if self._renderer is None:
             return True
         with stats.time("render"):
-            drawn = merge_meshes(meshes) if len(meshes) > 1 else rec.mesh
-            picture = self._render(rec.frame.image, drawn, self._hud(rec, stats))
+            drawn = merge_meshes(meshes) if len(meshes) > 1 else (meshes[0] if meshes else rec.mesh)
+            picture = self._render(rec.frame.image, drawn, self._hud(rec, stats, len(meshes)))
         for sink in self._sinks:
             if rec.frame.name is not None and hasattr(sink, "prefix"):  # image files named after the photo
                 sink.write(picture, name=rec.frame.name)
@@ -328,7 +339,7 @@ class Outputs:
                 sink.write(picture)
         if self._window is None:
             return True
-        return self._show(picture, rec, stats)
+        return self._show(picture, rec, drawn, stats)
 
     def _render(self, image, mesh, hud: list[str]):
         if self._window is None:
@@ -337,17 +348,17 @@ class Outputs:
         return self._renderer.render(image, mesh, view=s.view, blend=s.blend, hud_lines=hud, camera=s.camera,
                                      shading=s.shading)
 
-    def _show(self, picture, rec: Any, stats: LatencyStats) -> bool:
+    def _show(self, picture, rec: Any, drawn: Any, stats: LatencyStats) -> bool:
         """Show the picture; while paused keep redrawing the last frame (the orbit still turns). False = quit."""
         from realtime_vrn.render.window import WindowEvent
 
         events = self._window.show(picture)
         while WindowEvent.QUIT not in events and self._window.state.paused:
             hud = self._hud(rec, stats) + ["paused (space to resume)"]
-            events = self._window.show(self._render(rec.frame.image, rec.mesh, hud), wait_s=PAUSED_WAIT_S)
+            events = self._window.show(self._render(rec.frame.image, drawn, hud), wait_s=PAUSED_WAIT_S)
         return WindowEvent.QUIT not in events
 
-    def _hud(self, rec: Any, stats: LatencyStats) -> list[str]:
+    def _hud(self, rec: Any, stats: LatencyStats, faces: int = 1) -> list[str]:
         import time
 
         now = time.perf_counter()
@@ -355,7 +366,8 @@ class Outputs:
             inst = 1.0 / max(now - self._last_t, 1e-6)
             self._fps_ema = inst if self._fps_ema is None else 0.9 * self._fps_ema + 0.1 * inst
         self._last_t = now
-        lines = [f"FPS {self._fps_ema or 0:5.1f}" + ("" if rec.has_face else "   no face")]
+        lines = [f"FPS {self._fps_ema or 0:5.1f}" + ("" if rec.has_face else "   no face")
+                 + (f"   {faces} faces" if faces > 1 else "")]
         medians = {s: stats.recent_median_ms(s) for s in HUD_STAGES}  # the last ~2 s: flat cost over hours
         parts = [f"{s} {m:.1f}" for s, m in medians.items() if m is not None]
         if parts:

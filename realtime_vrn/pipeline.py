@@ -39,7 +39,8 @@ RSS_EVERY = 1000
 RSS_TRACE_MAX = 200
 #: Frames decoded ahead of the pipeline for video files (a bounded queue: decoding overlaps processing).
 VIDEO_PREFETCH = 4
-#: Faces reconstructed per photo with --faces all (a crowd photo beyond this keeps its largest faces).
+#: Faces reconstructed per photo or video frame with --faces all (a crowd photo beyond this keeps its largest
+#: faces; a video follows the first this many, and the Face Mesh looks for more while fewer are in view).
 MAX_FACES = 32
 
 
@@ -63,9 +64,20 @@ class Reconstruction:
     others: list["Reconstruction"] = field(default_factory=list)  # --faces all: the frame's other faces
 
     @property
+    def faces(self) -> list["Reconstruction"]:
+        """Every face of this frame with a mesh (empty meshes left out): photos largest first, video in
+        ascending track number (``track``)."""
+        return [r for r in [self, *self.others] if r.mesh is not None and not r.mesh.is_empty]
+
+    @property
     def meshes(self) -> list[Mesh]:
-        """Every face's mesh in this frame, largest face first (empty meshes left out)."""
-        return [r.mesh for r in [self, *self.others] if r.mesh is not None and not r.mesh.is_empty]
+        """Every face's mesh in this frame, in the order of :attr:`faces`."""
+        return [r.mesh for r in self.faces]
+
+    @property
+    def track(self) -> int | None:
+        """This face's number in a video with every face followed (1, 2, ... by first appearance), else None."""
+        return getattr(self.landmarks, "track", None)
 
     @property
     def has_face(self) -> bool:
@@ -84,11 +96,13 @@ class Reconstructor:
         extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device = True``, see
         :mod:`realtime_vrn.gpu.surface`) gets the backend's logits without leaving the GPU, and then the
         "network" time only covers launching the forward pass (the GPU runs it while "surface" waits).
-        all_faces: reconstruct every face the tracker finds (``tracker.process_all``, still images), not only the
-        largest."""
+        all_faces: reconstruct every face the tracker finds (``tracker.process_all``), not only the largest. In a
+        video the tracker numbers the faces (``FaceLandmarks.track``) and each track gets its own smoother (a
+        fresh ``LogitSmoother`` with ``smoother``'s parameters), which never sees another person's face."""
         self.all_faces = all_faces
         self.tracker = tracker
         self.smoother = smoother
+        self._track_smoothers: dict[int, LogitSmoother] = {}  # track number -> its smoother (tracks in view)
         self.media_fps = media_fps
         self.backend = backend
         self.cfg = cfg
@@ -102,7 +116,8 @@ class Reconstructor:
 
     def prepare(self, frame: Any) -> Reconstruction:
         """The CPU front half: landmarks, crop and the network input (``rec.batch``, (1, C, S, S) float32).
-        With ``all_faces`` the largest face is ``rec`` and every other face of the frame one of ``rec.others``.
+        With ``all_faces`` the first face (photos: the largest; video: the lowest track number) is ``rec`` and
+        every other face of the frame one of ``rec.others``.
 
         Touches only the tracker, so it may run on another thread than :meth:`finish` (see :class:`Pipelined`).
         """
@@ -138,13 +153,26 @@ class Reconstructor:
         if rec.landmarks is None:
             if self.smoother is not None:
                 self.smoother.reset()
+            self._track_smoothers.clear()
             return rec
-        self._finish_face(rec)
-        for other in rec.others:  # further faces of a still image (no smoother there)
-            self._finish_face(other)
+        if rec.track is None:  # one face, or the faces of a still image (no smoother there)
+            for face in (rec, *rec.others):
+                self._finish_face(face, self.smoother)
+            return rec
+        # numbered faces of a video: each through its own track's smoother; a track not in this frame restarts
+        smoothers = {face.track: self._track_smoother(face.track) for face in (rec, *rec.others)}
+        self._track_smoothers = smoothers
+        for face in (rec, *rec.others):
+            self._finish_face(face, smoothers[face.track])
         return rec
 
-    def _finish_face(self, rec: Reconstruction) -> None:
+    def _track_smoother(self, track: int) -> LogitSmoother | None:
+        if self.smoother is None:
+            return None
+        known = self._track_smoothers.get(track)
+        return known if known is not None else LogitSmoother(self.smoother.alpha_min, self.smoother.change_follow)
+
+    def _finish_face(self, rec: Reconstruction, smoother: LogitSmoother | None) -> None:
         t = rec.timings
         with self.stats.time("network", t):
             if self.on_device:  # logits stay on the GPU: a CuPy view of the backend's output
@@ -152,8 +180,8 @@ class Reconstructor:
             else:
                 logits = self.backend.infer(rec.batch)[0]
             rec.batch = None
-            if self.smoother is not None:
-                logits = self.smoother(logits, rec.crop)
+            if smoother is not None:
+                logits = smoother(logits, rec.crop)
             rec.logits = logits
         with self.stats.time("surface", t):
             mesh = self.extractor.extract(rec.logits)
@@ -251,6 +279,8 @@ class RunSummary:
     frames_with_face: int = 0
     frames_without_face: int = 0
     face_lost_events: int = 0
+    faces_followed: int = 0  # --faces all on video: face tracks started (face1 ... faceN)
+    most_faces: int = 0  # --faces all on video: the most faces in one frame
     dropped_frames: int = 0
     meshes_exported: int = 0
     wall_s: float = 0.0
@@ -384,6 +414,8 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
         summary.dropped_frames = int(getattr(source, "dropped", 0))
         summary.skipped_inputs = [f"{path}: {why}" for path, why in getattr(source, "skipped", [])]
         summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
+        summary.faces_followed = int(getattr(tracker, "faces_followed", 0))
+        summary.most_faces = int(getattr(tracker, "most_faces", 0))
         summary.stages = stats.summary_ms()
 
 
@@ -394,8 +426,10 @@ def _open_tracker(config: RunConfig, source: Any):
 
     if config.landmarks is not None:
         return ReplayTracker(config.landmarks, source=source_identity(source))
+    every_face = config.all_faces(source.is_still)
     tracker = open_tracker(static=source.is_still, smoothing=config.smoothing,
-                           max_faces=MAX_FACES if config.all_faces(source.is_still) else DEFAULT_MAX_FACES)
+                           max_faces=MAX_FACES if every_face else DEFAULT_MAX_FACES,
+                           every_face=every_face and not source.is_still)
     if config.record_landmarks:
         return RecordingTracker(tracker, config.record_landmarks, source=source_identity(source))
     return tracker

@@ -85,8 +85,3 @@ def test_a_group_photo_gives_one_mesh_per_face(faces_pool, plane_checkpoint, tmp
 def test_black_and_white_and_distant_faces_are_found(faces_pool, full_range, photo, count):
     """The Face Mesh alone said "no face was found" for the black-and-white portrait."""
     assert len(full_range.detect(_rgb(faces_pool / photo), 0.0)) == count
-
-
-def test_faces_all_is_refused_for_video(demo_clip, capsys):
-    assert main(["--video", str(demo_clip), "--faces", "all"]) == 2
-    assert "--faces all works on photos" in capsys.readouterr().err
