@@ -126,7 +126,7 @@ def test_the_landmark_tracker_numbers_the_faces_of_a_video(caplog):
 
     left, right = _face(0, 0), _face(300, 0, seed=1)
     image = np.zeros((8, 8, 3), np.uint8)
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="realtime_vrn.landmarks")  # batch CLI tests leave it at WARNING
     with LandmarkTracker(_Scripted([[left, right], [right, left], []]), follow_all=True) as tracker:
         for t in range(2):
             found = tracker.process_all(image, t / 30)
