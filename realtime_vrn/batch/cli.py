@@ -90,11 +90,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     "workers and clusters: %s", RAY_HINT)
     cluster = ClusterSettings(use_ray=use_ray, workers=args.workers, address=args.address,
                               cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
-    if not args.verbose:  # one line per input part from the sources and trackers is noise in a batch
-        for name in ("realtime_vrn.sources", "realtime_vrn.landmarks", "realtime_vrn.backends"):
+    quiet = () if args.verbose else ("realtime_vrn.sources", "realtime_vrn.landmarks", "realtime_vrn.backends")
+    before = {name: logging.getLogger(name).level for name in quiet}
+    try:  # one line per input part from the sources and trackers is noise in a batch; restored afterwards
+        for name in quiet:
             logging.getLogger(name).setLevel(logging.WARNING)
-    report = run_batch(args.inputs, args.out, settings, ModelChoice(args.model, args.weights), cluster,
-                       progress=args.progress, verbose=args.verbose > 0)
+        report = run_batch(args.inputs, args.out, settings, ModelChoice(args.model, args.weights), cluster,
+                           progress=args.progress, verbose=args.verbose > 0)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
     print_report(report)
     return report.exit_code
 
