@@ -185,3 +185,19 @@ def test_cli_reports_skin_bank_errors_in_one_line(tmp_path, capsys):
     assert "not a readable skin bank" in err and "Traceback" not in err
     assert main(["data", "skin", str(tmp_path / "b.npz"), str(tmp_path / "nothing")]) == 2
     assert "is not a file or folder" in capsys.readouterr().err
+
+
+def test_exported_weights_name_the_real_skin_in_their_licence(tmp_path):
+    """Weights trained on real-skin renders say where the skin came from; on procedural renders, only ICT."""
+    from realtime_vrn.training.dataset import config_json
+    from realtime_vrn.training.synth import SynthConfig
+    from realtime_vrn.training.train import TRAINED_LICENCE, TRAINED_LICENCE_REAL_SKIN, training_licence
+
+    plain, skin = tmp_path / "plain", tmp_path / "skin"
+    for folder, cfg in ((plain, SynthConfig()), (skin, SynthConfig(skin_bank="bank.npz", real_skin=0.7))):
+        folder.mkdir()
+        np.savez(folder / "shard-0000000000.npz", config=np.array(config_json(cfg)))
+    assert training_licence(str(plain)) == TRAINED_LICENCE
+    assert training_licence(str(skin)) == TRAINED_LICENCE_REAL_SKIN
+    assert "faces-pool" in TRAINED_LICENCE_REAL_SKIN
+    assert training_licence(None) == TRAINED_LICENCE

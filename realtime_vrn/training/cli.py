@@ -114,6 +114,8 @@ def add_parser(subparsers) -> None:
                             "each crop (needs `data annotate` sidecars; what inference uses)")
     train.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                        help="do not train: export OUT/last.pt as a .safetensors checkpoint")
+    train.add_argument("--description", default=None, metavar="TEXT",
+                       help="--export: a sentence on what the model is, stored before the training configuration")
     train.set_defaults(func=_cmd_train)
 
     ev = subparsers.add_parser(
@@ -242,7 +244,10 @@ def _cmd_train(args) -> int:
         state = args.out / "last.pt"
         if not state.is_file():
             raise ConfigError(f"no training state {state} to export")
-        print(export_model(state, args.export))
+        try:
+            print(export_model(state, args.export, description=args.description or ""))
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from err
         return 0
     try:
         guided = args.guided or args.mediapipe_depth

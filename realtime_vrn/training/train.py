@@ -499,11 +499,30 @@ def load_trained(state_path: str | Path, device: str = "cpu", averaged: bool = T
 
 #: Licence of weights trained here: the code is ours and the only data is the ICT Face Model (MIT).
 TRAINED_LICENCE = "MIT (trained by realtime-vrn on synthetic renders of the ICT Face Model, MIT)"
+#: ... when the renders wore skin baked from real photos (``data render --skin-bank``).
+TRAINED_LICENCE_REAL_SKIN = (
+    "MIT (trained by realtime-vrn on synthetic renders of the ICT Face Model, MIT, wearing skin colours baked from "
+    "the photos and clips of ../shared/data/faces-pool and ../shared/data/faces: example and test files of MIT / "
+    "Apache-2.0 / BSD projects, listed with their sources in each folder's SOURCE.txt; no photo is shipped)")
 
 
-def export_model(state_path: str | Path, out: str | Path, description: str = "", card: bool = True) -> Path:
+def training_licence(data: str | None) -> str:
+    """The licence line for weights trained on the shard folder ``data`` (None: rendered on the fly, no bank)."""
+    from realtime_vrn.training.dataset import config_from_json, shard_files
+
+    if data and Path(data).is_dir():
+        for shard in shard_files(data):
+            with np.load(shard) as z:
+                if config_from_json(str(z["config"])).skin_bank:
+                    return TRAINED_LICENCE_REAL_SKIN
+    return TRAINED_LICENCE
+
+
+def export_model(state_path: str | Path, out: str | Path, description: str = "", card: bool = True,
+                 licence: str | None = None) -> Path:
     """Write the trained network of a training state in the package's checkpoint format (``model/checkpoint.py``),
-    with its provenance (step, training time, configuration) and, with ``card``, the SHA-256 sidecar."""
+    with its provenance (step, training time, configuration) and, with ``card``, the SHA-256 sidecar.
+    licence: default :func:`training_licence` of the run's data folder."""
     from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint, write_model_card
 
     net, meta = load_trained(state_path)
@@ -511,7 +530,12 @@ def export_model(state_path: str | Path, out: str | Path, description: str = "",
     provenance = (f"realtime-vrn training run: {meta['step']} steps x batch {tc['batch_size']}, "
                   f"{meta['elapsed_s'] / 3600:.2f} h, optimizer {tc['optimizer']} lr {tc['lr']}, loss {tc['loss']}"
                   + (f", weight average (decay {tc['ema']})" if meta["averaged"] else ""))
-    info = CheckpointMeta(source=provenance, licence=TRAINED_LICENCE,
+    if licence is None:
+        if tc.get("data") and not Path(tc["data"]).is_dir():
+            raise FileNotFoundError(f"the training data {tc['data']} is gone: its licence cannot be checked; "
+                                    "give the licence explicitly")
+        licence = training_licence(tc.get("data"))
+    info = CheckpointMeta(source=provenance, licence=licence,
                           description=(description + " " if description else "") + json.dumps(tc, sort_keys=True))
     save_checkpoint(out, net, info)
     if card:
