@@ -199,6 +199,11 @@ def _print_summary(summary) -> None:
               f"up to there")
     print(f"{summary.frames} frames in {summary.wall_s:.1f} s: {summary.fps:.1f} FPS "
           f"({summary.frames_without_face} without a face, {summary.dropped_frames} dropped) - {summary.backend}")
+    if summary.fps_start is not None and summary.fps_end is not None:
+        from realtime_vrn.pipeline import WARM_FRAMES
+
+        print(f"  first tenth of the run {summary.fps_start:.1f} FPS, last tenth {summary.fps_end:.1f} FPS; memory "
+              f"{summary.rss_warm_mb:.0f} MiB after {WARM_FRAMES} frames, {summary.rss_end_mb:.0f} MiB at the end")
     order = ("landmarks", "crop", "network", "surface", "render", "output", "end_to_end")
     for name in order:
         if name in stages:

@@ -290,6 +290,9 @@ class RunSummary:
     rss_warm_mb: float = 0.0  # after WARM_FRAMES frames: models loaded, buffers grown
     rss_end_mb: float = 0.0
     rss_trace: list[tuple[int, float]] = field(default_factory=list)  # (frame, MiB) every RSS_EVERY frames
+    time_trace: list[tuple[int, float]] = field(default_factory=list)  # (frame, s since the loop began), same frames
+    fps_start: float | None = None  # FPS over the first tenth of the run (from time_trace; None: too short)
+    fps_end: float | None = None  # FPS over the last tenth: a run that slows down shows it here
     backend: str = ""
     model: str = ""
     outputs: list[str] = field(default_factory=list)  # files and folders completed and in place
@@ -385,7 +388,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
                     keep_going = outputs.push(result, stats)
                 stats.add("end_to_end", time.perf_counter() - frame.timestamp)
                 summary.frames += 1
-                _sample_rss(summary)
+                _sample_rss(summary, time.perf_counter() - start)
                 if result.has_face:
                     summary.frames_with_face += 1
                 else:
@@ -411,6 +414,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
                 progress.close()
         summary.wall_s = time.perf_counter() - start
         summary.fps = summary.frames / summary.wall_s if summary.wall_s > 0 else 0.0
+        summary.fps_start, summary.fps_end = fps_at_ends(summary.time_trace)
         summary.dropped_frames = int(getattr(source, "dropped", 0))
         summary.skipped_inputs = [f"{path}: {why}" for path, why in getattr(source, "skipped", [])]
         summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
@@ -440,14 +444,30 @@ def _sequential(rec: Reconstructor, frames: Any):
         yield rec.process(frame)
 
 
-def _sample_rss(summary: RunSummary) -> None:
+def _sample_rss(summary: RunSummary, elapsed_s: float) -> None:
+    """Every RSS_EVERY frames: memory and time since the loop began (both traces thinned alike, bounded)."""
     n = summary.frames
     if n == WARM_FRAMES:
         summary.rss_warm_mb = rss_mb()
     if n % RSS_EVERY == 0:
         summary.rss_trace.append((n, round(rss_mb(), 1)))
+        summary.time_trace.append((n, round(elapsed_s, 3)))
         if len(summary.rss_trace) > RSS_TRACE_MAX:
             del summary.rss_trace[1::2]
+            del summary.time_trace[1::2]
+
+
+def fps_at_ends(trace: list[tuple[int, float]]) -> tuple[float | None, float | None]:
+    """FPS over the first and the last tenth of a (frame, seconds) trace (at least one interval each); None
+    for both when the trace has fewer than three samples."""
+    if len(trace) < 3:
+        return None, None
+    k = max(1, (len(trace) - 1) // 10)
+
+    def fps(a: tuple[int, float], b: tuple[int, float]) -> float | None:
+        return (b[0] - a[0]) / (b[1] - a[1]) if b[1] > a[1] else None
+
+    return fps(trace[0], trace[k]), fps(trace[-1 - k], trace[-1])
 
 
 def _progress(config: RunConfig, source: Any, total: int | None):

@@ -28,3 +28,14 @@ def test_samples_are_bounded():
     summary = stats.summary_ms()["surface"]
     assert summary["count"] == 50
     assert summary["median_ms"] == pytest.approx(474.5)  # the last 50: 450..499 ms
+
+
+def test_fps_at_the_ends_of_a_run_reads_the_time_trace():
+    from realtime_vrn.pipeline import fps_at_ends
+
+    steady = [(k * 1000, k * 50.0) for k in range(21)]          # 20 FPS throughout
+    assert fps_at_ends(steady) == (20.0, 20.0)
+    slowing = steady[:11] + [(10_000 + k * 1000, 500.0 + k * 100.0) for k in range(1, 11)]  # then 10 FPS
+    start, end = fps_at_ends(slowing)
+    assert start == 20.0 and end == 10.0
+    assert fps_at_ends(steady[:2]) == (None, None)
