@@ -25,29 +25,14 @@ from realtime_vrn.surface.reference import (
     surface_distance,
 )
 
+from meshcheck import area_and_volume, is_closed
+
 RELEASE = VRNConfig()  # 200 x 48 x 48 logits -> 200 x 192 x 192 volume
 SMALL = VRNConfig(input_size=64, depth_bins=48)  # 48 x 16 x 16 -> 48 x 64 x 64, for the many-case tests
 REFINED = VRNConfig(input_size=96, depth_bins=100, output_stride=2)  # 100 x 48 x 48 -> 100 x 96 x 96
 SAME_SURFACE = 1e-3  # crop pixels: fast and reference differ only by float rounding of the upsample
 
 
-def area_and_volume(mesh: Mesh) -> tuple[float, float]:
-    """Surface area and signed enclosed volume (divergence theorem; positive for outward winding)."""
-    tri = mesh.vertices.astype(np.float64)[mesh.faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
-    volume = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0
-    return float(area), float(volume)
-
-
-def is_closed(mesh: Mesh) -> bool:
-    """Every undirected edge is shared by exactly two faces, used once in each direction."""
-    f = mesh.faces.astype(np.int64)
-    a = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
-    b = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
-    n = len(mesh.vertices)
-    directed_unique = len(np.unique(a * n + b)) == len(a)
-    _, counts = np.unique(np.minimum(a, b) * n + np.maximum(a, b), return_counts=True)
-    return directed_unique and bool(np.all(counts == 2))
 
 
 def face_normals(mesh: Mesh) -> np.ndarray:
