@@ -24,3 +24,9 @@ def is_closed(mesh: Mesh) -> bool:
     directed_unique = len(np.unique(a * n + b)) == len(a)
     _, counts = np.unique(np.minimum(a, b) * n + np.maximum(a, b), return_counts=True)
     return directed_unique and bool(np.all(counts == 2))
+
+
+def face_normals(mesh: Mesh) -> np.ndarray:
+    """(F, 3) float64 unnormalised face normals by the right-hand rule on each triangle's winding."""
+    tri = mesh.vertices.astype(np.float64)[mesh.faces]
+    return np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

@@ -28,7 +28,7 @@ from realtime_vrn.surface.reference import (
     surface_distance,
 )
 
-from meshcheck import area_and_volume, is_closed
+from meshcheck import area_and_volume, face_normals, is_closed
 
 SMALL = VRNConfig(input_size=64, depth_bins=48)  # 48 x 16 x 16 -> 48 x 64 x 64
 REFINED = VRNConfig(input_size=96, depth_bins=100, output_stride=2)  # the shipped model: 100 x 48 x 48 -> x2
@@ -124,7 +124,9 @@ def test_sphere_area_volume_winding_normals(make):
     radial = mesh.vertices - centre
     radial /= np.linalg.norm(radial, axis=1, keepdims=True)
     np.testing.assert_allclose(np.linalg.norm(mesh.normals, axis=1), 1.0, atol=1e-5)
-    assert (np.einsum("ij,ij->i", mesh.normals, radial) > 0.95).all()
+    assert (np.einsum("ij,ij->i", mesh.normals, radial) > 0.95).all()  # outward, z anisotropy undone
+    fn = face_normals(mesh)  # each triangle's winding agrees with its vertex normals
+    assert (np.einsum("ij,ij->i", fn, mesh.normals[mesh.faces].sum(axis=1)) > 0).all()
 
 
 @pytest.mark.parametrize("cfg", [RELEASE, REFINED], ids=["stride4", "stride2"])
