@@ -25,7 +25,7 @@ from realtime_vrn.surface.reference import (
     surface_distance,
 )
 
-from meshcheck import area_and_volume, face_normals, is_closed
+from meshcheck import area_and_volume, is_closed
 
 RELEASE = VRNConfig()  # 200 x 48 x 48 logits -> 200 x 192 x 192 volume
 SMALL = VRNConfig(input_size=64, depth_bins=48)  # 48 x 16 x 16 -> 48 x 64 x 64, for the many-case tests
