@@ -45,6 +45,20 @@ def add_parser(subparsers) -> None:
     skin.add_argument("--frames-per-clip", type=positive_int, default=16)
     skin.set_defaults(func=_cmd_skin)
 
+    fit = dsub.add_parser("fit", help="real photos with the ICT face fitted to MediaPipe's points on them, as "
+                                      "training shards (300W-LP's recipe)")
+    fit.add_argument("out", type=Path, help="folder for shard-*.npz files (training data: keep it out of the repo)")
+    fit.add_argument("sources", type=Path, nargs="+", help="folders or files of photos and videos")
+    fit.add_argument("--renders", type=Path, default=None, metavar="DIR",
+                     help="annotated evaluation renders (`data render --heldout` + `data annotate`) to vote where "
+                          "MediaPipe's points sit on the ICT face (default: the packaged correspondence)")
+    fit.add_argument("--frames-per-clip", type=positive_int, default=64)
+    fit.add_argument("--variants", type=positive_int, default=2,
+                     help="crops per face: the pipeline's own, then ones cut from jittered points")
+    fit.add_argument("--size", type=positive_int, default=96, help="crop side S (the model's input size)")
+    fit.add_argument("--depth-bins", type=positive_int, default=100)
+    fit.set_defaults(func=_cmd_fit)
+
     preview = dsub.add_parser("preview", help="a PNG grid of samples: crop, landmarks, GT depth, volume side view")
     preview.add_argument("out", type=Path)
     preview.add_argument("--count", type=positive_int, default=16)
@@ -189,6 +203,19 @@ def _cmd_skin(args) -> int:
         raise ConfigError(str(err)) from err
     print(f"{counts['textures']} faces baked from {counts['frames']} images/frames of {counts['files']} files, "
           f"{counts['backgrounds']} backgrounds -> {args.out}")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from realtime_vrn.training.realfit import build_real_shards
+
+    try:
+        counts = build_real_shards(args.sources, args.out, args.renders, size=args.size, depth_bins=args.depth_bins,
+                                   frames_per_clip=args.frames_per_clip, variants=args.variants)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from err
+    print(f"{counts['fitted']} of {counts['faces']} faces fitted in {counts['frames']} images/frames of "
+          f"{counts['files']} files: {counts['samples']} samples in {counts['shards']} shards -> {args.out}")
     return 0
 
 

@@ -8,7 +8,9 @@ across seeds, so held-out faces are never seen in training).
 Shard file (``shard-<first seed>.npz``, numpy, uncompressed): ``image`` (N, S, S, 3) uint8 RGB; ``front``,
 ``back`` (N, S, S) float16 depth indices (NaN = empty); ``landmarks`` (N, 68, 3) float32 crop frame;
 ``crop_points`` (N, 68, 2) float32; ``pose`` (N, 3) float32 degrees; ``seed`` (N,) int64; ``config`` JSON of the
-:class:`SynthConfig`; optionally ``face_vertices`` (N, V_face, 3) float32 (evaluation sets).
+:class:`SynthConfig`; optionally ``face_vertices`` (N, V_face, 3) float32 (evaluation sets) and ``source``
+(``"photo-fit"``: real photos with the ICT face fitted to them, :mod:`realtime_vrn.training.realfit`, seeds from
+``REAL_SEED_BASE``; such shards mix with renders of the same size and depth bins in one folder).
 """
 
 from __future__ import annotations
@@ -200,9 +202,11 @@ class ShardDataset(Dataset):
             cfg = config_from_json(str(d.pop("config")))
             if self.cfg is None:
                 self.cfg = cfg
-            elif cfg != self.cfg:
-                raise ValueError(f"shard {path} was rendered with another configuration")
+            elif (cfg.size, cfg.depth_bins) != (self.cfg.size, self.cfg.depth_bins):
+                raise ValueError(f"shard {path} holds {cfg.size} px x {cfg.depth_bins} bins samples, the others "
+                                 f"{self.cfg.size} px x {self.cfg.depth_bins}")
             d.pop("face_vertices", None)
+            d.pop("source", None)
             if self.points == "mediapipe" or self.mp_depth:
                 d["mp_points"] = _mediapipe_points(path, len(d["seed"]))
             for k, v in d.items():

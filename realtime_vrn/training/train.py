@@ -504,18 +504,27 @@ TRAINED_LICENCE_REAL_SKIN = (
     "MIT (trained by realtime-vrn on synthetic renders of the ICT Face Model, MIT, wearing skin colours baked from "
     "the photos and clips of ../shared/data/faces-pool and ../shared/data/faces: example and test files of MIT / "
     "Apache-2.0 / BSD projects, listed with their sources in each folder's SOURCE.txt; no photo is shipped)")
+#: ... when real photos with the ICT face fitted to them were among the samples (``data fit``).
+TRAINED_LICENCE_REAL_PHOTOS = (
+    "MIT (trained by realtime-vrn on synthetic renders of the ICT Face Model, MIT, and on the photos and clips of "
+    "../shared/data/faces-pool and ../shared/data/faces (example and test files of MIT / Apache-2.0 / BSD "
+    "projects, listed with their sources in each folder's SOURCE.txt) with the ICT face fitted to them; no photo "
+    "is shipped)")
 
 
 def training_licence(data: str | None) -> str:
     """The licence line for weights trained on the shard folder ``data`` (None: rendered on the fly, no bank)."""
     from realtime_vrn.training.dataset import config_from_json, shard_files
 
+    licence = TRAINED_LICENCE
     if data and Path(data).is_dir():
         for shard in shard_files(data):
             with np.load(shard) as z:
+                if "source" in z.files and str(z["source"]) == "photo-fit":
+                    return TRAINED_LICENCE_REAL_PHOTOS
                 if config_from_json(str(z["config"])).skin_bank:
-                    return TRAINED_LICENCE_REAL_SKIN
-    return TRAINED_LICENCE
+                    licence = TRAINED_LICENCE_REAL_SKIN
+    return licence
 
 
 def export_model(state_path: str | Path, out: str | Path, description: str = "", card: bool = True,
