@@ -11,7 +11,10 @@ Three surfaces per photo, all in the image frame (x, y pixels, z pixels, larger 
 - **MediaPipe**: its 468 Face Mesh points, z = -z_norm x image width (``FaceLandmarks.points`` already holds
   z_norm x width with MediaPipe's sign), triangulated by the 3-cliques of ``FACEMESH_TESSELATION``'s edges;
 - **mean face**: the ICT neutral face area, rigidly posed by a scaled-orthographic fit of its 68 landmarks to
-  MediaPipe's 68 2D points (a surface that knows the pose and nothing about the person).
+  MediaPipe's 68 2D points (a surface that knows the pose and nothing about the person);
+- **ICT fit**: the ICT face area fitted to MediaPipe's 468 points (identity, expression and pose, then warped onto
+  them; :class:`realtime_vrn.training.realfit.Fitter`): what ``data fit`` gives the network as ground truth on
+  real photos, so also the ceiling of what training on those labels alone can teach.
 
 Each surface is sampled at the ground-truth (x, y) of the 51 inner landmarks (17-67: brows, nose, eyes, mouth):
 the z of the front-most triangle under the point (barycentric). On the points that both ours and MediaPipe's
@@ -47,7 +50,7 @@ INNER = np.arange(17, 68)
 MIN_COMMON_POINTS = 10
 #: Barycentric tolerance: a point on a shared edge counts as inside (float error must not open cracks).
 INSIDE_TOLERANCE = 1e-6
-SURFACES = ("ours", "mediapipe", "mean_face")
+SURFACES = ("ours", "mediapipe", "mean_face", "ict_fit")
 METRIC = ("inner-51 surface error: mean |dz| / sqrt(w h) on the inner points both ours and MediaPipe's surface "
           "cover (the mean face: those of them it covers), each side's mean z removed")
 
@@ -205,6 +208,32 @@ class MeanFace:
         return out
 
 
+class FittedFace:
+    """The ICT face area fitted to MediaPipe's 468 points (:mod:`realtime_vrn.training.realfit`)."""
+
+    def __init__(self, fitter) -> None:
+        from realtime_vrn.training.synth import FACE_LAST_VERTEX
+
+        self.fitter = fitter
+        self.n_face = FACE_LAST_VERTEX + 1
+        model = fitter.model
+        self.faces = model.faces[(model.faces < self.n_face).all(axis=1)].astype(np.int32)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "FittedFace":
+        from realtime_vrn.training.facemodel import DEFAULT_NPZ, FaceModel
+        from realtime_vrn.training.realfit import Fitter, packaged_correspondence
+
+        return cls(Fitter(FaceModel.load(path or DEFAULT_NPZ), packaged_correspondence()))
+
+    def surface(self, points478: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vertices (V, 3) float64 image frame, x, y px, z px larger nearer; faces (F, 3) int32) for MediaPipe's
+        (478, 3) frame px points (z = z_norm x width, smaller nearer)."""
+        fit = self.fitter.fit(points478)
+        head = self.fitter.head(fit, points478)[: self.n_face]
+        return self.fitter.project(head, fit), self.faces
+
+
 # ------------------------------------------------------------------------------------------------ metrics
 
 
@@ -303,6 +332,7 @@ class RealFaceRunner:
 
         self.cfg = read_checkpoint_header(self.weights).cfg
         self.mean_face = MeanFace.load(self.face_model)
+        self.fitted = FittedFace.load(self.face_model)
         self._backend = open_backend(self.backend_name, self.weights, self.device)
         try:
             self._tracker = open_tracker(static=True, smoothing=False)
@@ -327,7 +357,8 @@ class RealFaceRunner:
         mesh = rec.mesh
         surfaces = {"ours": (mesh.vertices.astype(np.float64), mesh.faces),
                     "mediapipe": mediapipe_surface(rec.landmarks.points),
-                    "mean_face": (self.mean_face.posed(rec.landmarks.points68), self.mean_face.faces)}
+                    "mean_face": (self.mean_face.posed(rec.landmarks.points68), self.mean_face.faces),
+                    "ict_fit": self.fitted.surface(rec.landmarks.points)}
         return PhotoSurfaces(image_rgb, rec.landmarks, rec.crop, surfaces)
 
 
@@ -395,8 +426,8 @@ def format_table(report: dict) -> str:
     s = report["summary"]
     lines = [f"{s['photos']} photos, MediaPipe found a face in {s['mediapipe_found']}, {s['scored']} scored "
              f"(>= {report['min_common_points']} inner points on both surfaces)",
-             f"{'|yaw|':>7} {'n':>5}  {'surface error: ours':>19} {'MediaPipe':>9} {'mean face':>9}   "
-             f"{'NME3D: ours':>11} {'MediaPipe':>9} {'mean face':>9}"]
+             f"{'|yaw|':>7} {'n':>5}  {'surface error: ours':>19} {'MediaPipe':>9} {'mean face':>9} "
+             f"{'ICT fit':>9}   {'NME3D: ours':>11} {'MediaPipe':>9} {'mean face':>9} {'ICT fit':>9}"]
 
     def cell(row: dict, name: str, key: str) -> str:
         value = row[name][key]
@@ -404,16 +435,18 @@ def format_table(report: dict) -> str:
 
     for key, row in list(s["buckets"].items()) + [("all", s["overall"])]:
         lines.append(f"{key:>7} {row['count']:>5}  {cell(row, 'ours', 'surface_error'):>19} "
-                     f"{cell(row, 'mediapipe', 'surface_error'):>9} {cell(row, 'mean_face', 'surface_error'):>9}   "
+                     f"{cell(row, 'mediapipe', 'surface_error'):>9} {cell(row, 'mean_face', 'surface_error'):>9} "
+                     f"{cell(row, 'ict_fit', 'surface_error'):>9}   "
                      f"{cell(row, 'ours', 'nme3d'):>11} {cell(row, 'mediapipe', 'nme3d'):>9} "
-                     f"{cell(row, 'mean_face', 'nme3d'):>9}")
+                     f"{cell(row, 'mean_face', 'nme3d'):>9} {cell(row, 'ict_fit', 'nme3d'):>9}")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ pictures
 
 
-LABELS = {"ours": "ours (VRN)", "mediapipe": "MediaPipe mesh", "mean_face": "posed mean face"}
+LABELS = {"ours": "ours (VRN)", "mediapipe": "MediaPipe mesh", "mean_face": "posed mean face",
+          "ict_fit": "ICT fitted to MediaPipe"}
 
 
 def plot_real(report: dict, path: str | Path, title: str = "") -> Path:
@@ -430,7 +463,8 @@ def plot_real(report: dict, path: str | Path, title: str = "") -> Path:
     width = 0.8 / len(SURFACES)
     for j, name in enumerate(SURFACES):
         values = [r[name]["surface_error"] or 0.0 for r in rows]
-        bars = ax.bar(np.arange(len(keys)) + (j - 1) * width, values, width, label=LABELS[name])
+        bars = ax.bar(np.arange(len(keys)) + (j - (len(SURFACES) - 1) / 2) * width, values, width,
+                      label=LABELS[name])
         for bar, value in zip(bars, values):
             ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.4f}", ha="center", va="bottom", fontsize=6)
     ax.set_xticks(np.arange(len(keys)), [f"{k}\n(n={r['count']})" for k, r in zip(keys, rows)])

@@ -134,6 +134,7 @@ class Fitter:
         self.z_weight, self.iterations = z_weight, iterations
         self.point_weight = np.ones(N_SURFACE)
         self.point_weight[face_oval()] = OVAL_WEIGHT
+        self._warp: tuple[float, np.ndarray] | None = None
         self.reg = np.concatenate([np.full(n_identity, identity_reg), np.full(model.n_expressions, expression_reg)])
 
     @staticmethod
@@ -207,9 +208,9 @@ class Fitter:
 
     def head(self, fit: Fit, points478: np.ndarray | None = None, sigma_cm: float = WARP_SIGMA_CM) -> np.ndarray:
         """The fitted head's vertices (V, 3) float32 cm, head frame. With ``points478`` (what it was fitted to),
-        each vertex also moves parallel to the image by the fit's xy residuals at MediaPipe's inner points
-        (not the face oval, a silhouette), spread with a Gaussian falloff of ``sigma_cm`` on the neutral face:
-        the fitted face then lies on MediaPipe's points in the image."""
+        each face-area vertex also moves parallel to the image by the fit's xy residuals at MediaPipe's inner
+        points (not the face oval, a silhouette), spread with a Gaussian falloff of ``sigma_cm`` on the neutral
+        face: the fitted face then lies on MediaPipe's points in the image."""
         head = self.model.vertices(fit.identity, fit.expression)
         if points478 is None:
             return head
@@ -217,14 +218,22 @@ class Fitter:
         posed = self.project(head[self.ids[inner]], fit)
         residual = (np.asarray(points478, np.float64)[:N_SURFACE][inner, :2] - posed[:, :2]) / fit.scale  # cm
         camera = np.column_stack([residual[:, 0], -residual[:, 1], np.zeros(len(residual))])  # x right, y up
-        anchors = self.model.neutral[self.ids[inner]].astype(np.float64)
-        out = head.astype(np.float64)
-        for start in range(0, len(out), 4096):  # (chunk, P) weights, bounded memory
-            part = self.model.neutral[start:start + 4096].astype(np.float64)
-            d2 = ((part[:, None, :] - anchors[None]) ** 2).sum(-1)
+        spread = self._warp_weights(sigma_cm)
+        head[: len(spread)] += ((spread @ camera) @ fit.rotation).astype(np.float32)
+        return head
+
+    def _warp_weights(self, sigma_cm: float) -> np.ndarray:
+        """(V_face, P_inner) float64 normalised Gaussian weights of the inner points' vertices, on the neutral face
+        (the same for every fit: computed once)."""
+        from realtime_vrn.training.synth import FACE_LAST_VERTEX
+
+        if self._warp is None or self._warp[0] != sigma_cm:
+            anchors = self.model.neutral[self.ids[self.point_weight == 1.0]].astype(np.float64)
+            face = self.model.neutral[: FACE_LAST_VERTEX + 1].astype(np.float64)
+            d2 = ((face[:, None, :] - anchors[None]) ** 2).sum(-1)
             w = np.exp(-d2 / (2 * sigma_cm ** 2))
-            out[start:start + 4096] += ((w @ camera) / (w.sum(axis=1, keepdims=True) + 0.05)) @ fit.rotation
-        return out.astype(np.float32)
+            self._warp = (sigma_cm, w / (w.sum(axis=1, keepdims=True) + 0.05))
+        return self._warp[1]
 
 
 # ------------------------------------------------------------------------------------------------ samples
