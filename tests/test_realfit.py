@@ -138,8 +138,10 @@ def test_a_real_photo_sample_is_the_pipeline_crop_with_the_fitted_face_in_it(mod
         (points,) = mesh.detect(image, 0.0)
     cfg = SynthConfig()
     with RealSampler(cfg, model, packaged_correspondence()) as sampler:
-        fit = sampler.fit(points)
+        fit = sampler.fit(points, image.shape)
         assert fit is not None and fit.rms_px < 0.04 * 150
+        cut = image[:, : int(points[:, 0].mean())]                   # the face's right half off the image
+        assert sampler.fit(points, cut.shape) is None
         s0 = sampler.sample(image, points, fit, seed=7, jitter=False)
         s1 = sampler.sample(image, points, fit, seed=8, jitter=True)
     crop = CropTransform.from_landmarks(to_ibug68(points)[:, :2].astype(np.float32), size=cfg.size)

@@ -260,14 +260,21 @@ class RealSampler:
     def __exit__(self, *exc) -> None:
         self._raster.close()
 
-    def fit(self, points478: np.ndarray) -> Fit | None:
-        """The face's fit, or None when it is too small, too turned or fitted badly (rms over 4% of its box)."""
+    def fit(self, points478: np.ndarray, image_shape: tuple[int, ...] | None = None) -> Fit | None:
+        """The face's fit, or None when it is too small, too turned, fitted badly (rms over 4% of its box) or,
+        given the image's (H, W, ...) shape, partly outside the image (a face cut by the border: MediaPipe
+        guesses the rest)."""
         from realtime_vrn.landmarks.ibug68 import to_ibug68
         from realtime_vrn.training.synth import landmark_box_side
 
         box = landmark_box_side(to_ibug68(points478)[:, :2])
         if box < MIN_BOX_PX:
             return None
+        if image_shape is not None:
+            h, w = image_shape[:2]
+            xy = np.asarray(points478)[:N_SURFACE, :2]
+            if not ((xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)).all():
+                return None
         fit = self.fitter.fit(points478)
         if abs(fit.yaw) > MAX_YAW_DEG or fit.rms_px > 0.04 * box:
             return None
@@ -389,7 +396,7 @@ def build_real_shards(sources: list[Path], out: str | Path, renders: str | Path 
                 counts["frames"] += 1
                 for pts in mesh.detect(image, 0.0):
                     counts["faces"] += 1
-                    fit = sampler.fit(pts)
+                    fit = sampler.fit(pts, image.shape)
                     if fit is None:
                         continue
                     counts["fitted"] += 1
