@@ -1,10 +1,17 @@
-"""The ``realtime-vrn`` command.
+"""The ``realtime-vrn`` command tree.
 
-    realtime-vrn [--camera N | --video FILE | --image FILE|DIR] [options]   reconstruct (default: the demo clip)
-    realtime-vrn bench [same options] [--json FILE]                        benchmark the pipeline
-    realtime-vrn weights fetch | convert FILE | list                       official / installed models
-    realtime-vrn data | train | eval                                        our synthetic-data models
-    realtime-vrn batch INPUTS... --out DIR [--workers N] [--address ADDR]   many videos / photos (Ray)
+    realtime-vrn [run] [--camera N | --video FILE | --image FILE|DIR] [options]   reconstruct (default: the demo clip)
+    realtime-vrn bench [same options] [--json FILE]                              benchmark the pipeline
+    realtime-vrn weights fetch | convert FILE | list                             official / installed models
+    realtime-vrn engine build | recipes                                          TensorRT engines
+    realtime-vrn data | train | eval                                              our synthetic-data models
+    realtime-vrn batch INPUTS... --out DIR [--workers N] [--address ADDR]         many videos / photos (Ray)
+
+``run`` is the default command: a command line without a command name runs it (``realtime-vrn --camera 0``).
+Every command, at every level, takes the common options ``-v`` / ``-q`` / ``--debug``, before or after its name.
+A module that adds commands has ``add_parser(subparsers)``; each command sets ``func`` to its handler,
+``_cmd_<command>(args) -> int``. The choices of the options are declared in :mod:`realtime_vrn.config` and
+checked by argparse (:mod:`realtime_vrn.argtypes`), so a bad value is refused before anything heavy loads.
 
 Exit status: 0 done; 1 the run finished but did not do everything asked (no face found, an output could not be
 completed, input files skipped: the summary names them); 2 a user error, one line (``realtime-vrn: error: ...``)
@@ -18,13 +25,17 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Sequence
 
 from realtime_vrn import __version__
-from realtime_vrn.argtypes import camera_index, positive_int, unit_float
-from realtime_vrn.config import SURFACE_KINDS
+from realtime_vrn.argtypes import backend_list, backend_name, camera_index, device_name, output_path, positive_int, \
+    unit_float
+from realtime_vrn.config import FACE_CHOICES, MESH_FORMATS, OUTPUT_IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, \
+    SURFACE_KINDS, VIEWS
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger("realtime_vrn")
@@ -34,13 +45,51 @@ EXIT_INCOMPLETE = 1
 EXIT_USER_ERROR = 2
 #: Default outputs of the demo run (no input given), relative to the working directory.
 DEMO_OUTPUT_DIR = Path("realtime-vrn-output")
+PROG = "realtime-vrn"
+#: What a command line without a command name runs.
+DEFAULT_COMMAND = "run"
+#: The common options (``-v`` counts, ``-q`` and ``--debug`` are flags) and their values when not given.
+_COMMON_DEFAULTS = {"verbose": 0, "quiet": False, "debug": False}
+#: A command-line word that is only common options (``-v``, ``-vv``, ``-vq``, ``--debug``): it may come before
+#: the command name.
+_COMMON_WORD = re.compile(r"-[vq]+|--verbose|--quiet|--debug")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit status 2 (no usage block)."""
+    """argparse, but a bad option is one line on stderr and exit status 2 (no usage block), and its subcommands
+    (at any depth) are :class:`_Commands`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Commands)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USER_ERROR, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Commands(argparse._SubParsersAction):
+    """Subcommands that each take the common options, before or after their name: ``-v weights list -v`` is -vv.
+
+    argparse parses a subcommand's words into a fresh namespace and copies it over the parent's, which would drop
+    a ``-v`` given before the name; so the subcommands' common options have no default and the values of the
+    levels are combined here (counts add up, a flag given anywhere holds).
+    """
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs["parents"] = [*kwargs.get("parents", ()), _common_options(suppress=True)]
+        return super().add_parser(name, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        before = {dest: getattr(namespace, dest, default) for dest, default in _COMMON_DEFAULTS.items()}
+        for dest, default in _COMMON_DEFAULTS.items():
+            setattr(namespace, dest, default)
+        super().__call__(parser, namespace, values, option_string)
+        extra = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
+        if extra:  # refused by the command that was given them, whose --help lists its options
+            self._name_parser_map[values[0]].error(f"unrecognized arguments: {' '.join(extra)}")
+        namespace.verbose += before["verbose"]
+        namespace.quiet = namespace.quiet or before["quiet"]
+        namespace.debug = namespace.debug or before["debug"]
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -54,21 +103,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     src.add_argument("--realtime", action="store_true", default=None,
                      help="video files: drop frames when slower than the file's frame rate (as a camera)")
     out = p.add_argument_group("output")
-    out.add_argument("--output", type=Path, metavar="FILE|DIR",
-                     help="video file (.mp4 .m4v .mov .avi), image file (.png .jpg) or folder (no suffix) with the "
-                          "reconstruction drawn in")
+    out.add_argument("--output", type=output_path, metavar="FILE|DIR",
+                     help=f"video file ({' '.join(OUTPUT_VIDEO_SUFFIXES)}), image file "
+                          f"({' '.join(OUTPUT_IMAGE_SUFFIXES)}) or folder (no suffix) with the reconstruction drawn in")
     out.add_argument("--export", type=Path, metavar="DIR", help="write meshes into DIR (new or empty)")
     out.add_argument("--overwrite", action="store_true", default=None,
                      help="allow --export into a folder that already holds files")
     out.add_argument("--export-every", type=positive_int, metavar="N", help="export every N-th mesh (default 1)")
-    out.add_argument("--mesh-format", choices=("obj", "ply"), help="mesh file format (default obj)")
+    out.add_argument("--mesh-format", choices=MESH_FORMATS, help="mesh file format (default obj)")
     out.add_argument("--y-up", action="store_true", default=None,
                      help="export meshes with y up (MeshLab/Blender); default is frame pixels, y down")
     out.add_argument("--headless", action="store_true", default=None, help="never open a window")
-    out.add_argument("--faces", choices=("all", "largest"),
+    out.add_argument("--faces", choices=FACE_CHOICES,
                      help="reconstruct every face or the largest (default: all in photos, largest in video and "
                           "cameras; with all, video faces are followed as face1, face2, ...)")
-    out.add_argument("--view", choices=("overlay", "side_by_side", "mesh3d"), help="what to draw (default overlay)")
+    out.add_argument("--view", choices=VIEWS, help="what to draw (default overlay)")
     out.add_argument("--blend", type=unit_float, metavar="A", help="mesh opacity over the frame, 0-1")
     out.add_argument("--virtual-camera", action="store_true", default=None,
                      help="send the picture to a virtual camera (extra 'vcam': pyvirtualcam, GPL-2.0)")
@@ -77,8 +126,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", metavar="NAME", help="installed model name (realtime-vrn weights list)")
     mdl.add_argument("--weights", type=Path, metavar="FILE", help="checkpoint file (ours or converted)")
-    mdl.add_argument("--backend", metavar="NAME", help="inference backend: auto (default), torch, onnxruntime, openvino")
-    mdl.add_argument("--device", metavar="DEV", help="auto (default), cpu or cuda")
+    mdl.add_argument("--backend", type=backend_name, metavar="NAME",
+                     help="inference backend: auto (default), torch, onnxruntime, openvino, ...")
+    mdl.add_argument("--device", type=device_name, metavar="DEV", help="auto (default), cpu, cuda or cuda:N")
     mdl.add_argument("--surface", choices=SURFACE_KINDS, default=None,
                      help="marching cubes: auto (default: on the GPU when the network runs there), cpu, cuda, or "
                           "a CPU implementation: numba (the fastest), skimage")
@@ -98,28 +148,36 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with defaults for these options")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def _run_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Real-time 3D face reconstruction (VRN) from a camera, video or images.",
-                epilog="subcommands: bench, batch, weights, engine, data, train, eval (see 'realtime-vrn SUBCOMMAND --help')")
-    p.add_argument("--version", action="version", version=f"realtime-vrn {__version__}")
-    _add_run_options(p)
-    _add_common(p)
+def _common_options(suppress: bool = False) -> argparse.ArgumentParser:
+    """A parent parser with the options every command takes. ``suppress``: no defaults (in subcommands, see
+    :class:`_Commands`); else the values of _COMMON_DEFAULTS."""
+    p = argparse.ArgumentParser(add_help=False)
+    group = p.add_argument_group("common options (before or after the command name)")
+    default = {dest: argparse.SUPPRESS if suppress else value for dest, value in _COMMON_DEFAULTS.items()}
+    group.add_argument("-v", "--verbose", action="count", default=default["verbose"],
+                       help="more log output (-vv: debug)")
+    group.add_argument("-q", "--quiet", action="store_true", default=default["quiet"],
+                       help="only warnings and errors")
+    group.add_argument("--debug", action="store_true", default=default["debug"], help="show tracebacks")
     return p
 
 
-def _bench_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Benchmark the pipeline headless and write JSON (FPS, stage latency).")
+def _add_run_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "run", help="reconstruct from a camera, video or images (the default command)",
+        description="Real-time 3D face reconstruction (VRN) from a camera, video or images. The default command: "
+                    "'realtime-vrn [options]' is 'realtime-vrn run [options]'.")
     _add_run_options(p)
-    _add_common(p)
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("bench", help="benchmark the pipeline headless (FPS, stage latency) into JSON",
+                            description="Benchmark the pipeline headless and write JSON (FPS, stage latency).")
+    _add_run_options(p)
     p.add_argument("--json", type=Path, metavar="FILE", default=Path("benchmark.json"),
                    help="where to write the JSON (default benchmark.json)")
-    p.add_argument("--backends", metavar="LIST", default="",
+    p.add_argument("--backends", type=backend_list, metavar="LIST", default="",
                    help="also time the network alone with these backends (comma separated, or 'all')")
     p.add_argument("--surface-runs", type=positive_int, default=20, metavar="N",
                    help="runs of the surface comparison against scikit-image's full-volume marching cubes")
@@ -131,7 +189,7 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--compare-pipeline", action="store_true",
                    help="also run the source with the sequential and the pipelined loop, alternating, and "
                         "report both FPS")
-    return p
+    p.set_defaults(func=_cmd_bench)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -256,7 +314,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                                    "jitter", "compare_pipeline")}
     for name in extra:
         delattr(args, name)
-    _check_bench_backends(extra["backends"])
     config = _config_from_args(args)
     config.headless = True
     json_path = extra.pop("json")
@@ -265,72 +322,70 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_bench_backends(backends: str) -> None:
-    """``--backends``: "all" or registered backend names, checked before anything runs."""
-    from realtime_vrn.backends.base import backend_names
-
-    if backends in ("", "all"):
-        return
-    valid = backend_names()
-    unknown = [b.strip() for b in backends.split(",") if b.strip() and b.strip() not in valid]
-    if unknown:
-        raise ConfigError(f"unknown backend {', '.join(map(repr, unknown))} in --backends; give all or a comma "
-                          f"separated list of: {', '.join(valid)}")
-
-
-def _sub_parsers() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
-    """Subcommands contributed by other modules: name -> function(parser) that adds options + set_defaults(func)."""
+def _sub_parsers() -> list[ModuleType]:
+    """The modules that add the other commands: each has ``add_parser(subparsers)``. An ImportError here is a
+    broken installation and is raised, not hidden (the modules import their heavy dependencies in the handlers)."""
     from realtime_vrn import engine_cli
     from realtime_vrn.batch import cli as batch_cli
+    from realtime_vrn.training import cli as training_cli
+    from realtime_vrn.weights import cli as weights_cli
 
-    out: dict[str, Callable] = {"engine": engine_cli, "batch": batch_cli}
-    try:
-        from realtime_vrn.weights import cli as weights_cli
+    return [weights_cli, engine_cli, batch_cli, training_cli]
 
-        out["weights"] = weights_cli
-    except ImportError:
-        pass
-    try:
-        from realtime_vrn.training import cli as training_cli
 
-        for name in ("data", "train", "eval"):
-            out[name] = training_cli
-    except ImportError:
-        pass
-    return out
+def _command_tree() -> tuple[_Parser, tuple[str, ...]]:
+    """The parser of every command, and the command names."""
+    parser = _Parser(prog=PROG, parents=[_common_options()],
+                     description="Real-time 3D face reconstruction (VRN) from a camera, video or images.",
+                     epilog=f"Without a command, {PROG} runs '{DEFAULT_COMMAND}': '{PROG} --camera 0' is "
+                            f"'{PROG} {DEFAULT_COMMAND} --camera 0' (its options: {PROG} {DEFAULT_COMMAND} --help).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    _add_run_command(commands)
+    _add_bench_command(commands)
+    for module in _sub_parsers():
+        module.add_parser(commands)
+    return parser, tuple(commands.choices)
+
+
+def _with_command(argv: list[str], commands: Sequence[str]) -> list[str]:
+    """``argv`` with the default command put where the command name goes when none is given: after the common
+    options that come first (``-v --camera 0`` -> ``-v run --camera 0``). Help, version and a word that is no
+    command are left to the top-level parser (it lists the commands)."""
+    for i, word in enumerate(argv):
+        if _COMMON_WORD.fullmatch(word):
+            continue
+        if word in commands or word in ("-h", "--help", "--version") or not word.startswith("-"):
+            return argv
+        return [*argv[:i], DEFAULT_COMMAND, *argv[i:]]
+    return [*argv, DEFAULT_COMMAND]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` (without the program name) parsed by the command tree: ``func`` is the command's handler.
+
+    A user error prints one line on stderr and raises SystemExit(2), before any model or device is opened.
+    """
+    parser, commands = _command_tree()
+    return parser.parse_args(_with_command(list(argv), commands))
 
 
 def _dispatch(argv: list[str]) -> int:
-    if argv and argv[0] == "bench":
-        args = _bench_parser("realtime-vrn bench").parse_args(argv[1:])
-        _setup_logging(args.verbose, args.quiet)
-        return _guarded(_cmd_bench, args)
-    subs = _sub_parsers()
-    if argv and argv[0] in subs:
-        parser = _Parser(prog="realtime-vrn")
-        _add_common(parser)
-        sp = parser.add_subparsers(dest="command", required=True)
-        for module in {id(m): m for m in subs.values()}.values():
-            module.add_parser(sp)
-        args = parser.parse_args(argv)
-        _setup_logging(args.verbose, args.quiet)
-        return _guarded(args.func, args)
-    args = _run_parser("realtime-vrn").parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:  # a usage error (its one line is printed), --help or --version
+        return stop.code if isinstance(stop.code, int) else EXIT_USER_ERROR
     _setup_logging(args.verbose, args.quiet)
-    return _guarded(_cmd_run, args)
+    return _guarded(args.func, args)
 
 
 def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    debug = getattr(args, "debug", False)
-    for name in ("verbose", "quiet", "debug"):
-        if hasattr(args, name) and func in (_cmd_run, _cmd_bench):
-            delattr(args, name)
     try:
         return int(func(args) or 0)
     except VRNError as err:
-        if debug:
+        if args.debug:
             raise
-        print(f"realtime-vrn: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as err:
         return _interrupted(err)

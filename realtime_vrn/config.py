@@ -17,13 +17,27 @@ from typing import Any, Mapping
 from realtime_vrn.errors import ConfigError
 
 ENV_PREFIX = "REALTIME_VRN_"
+# The choices of the options, declared once: the command lines (argparse ``choices=`` / ``type=``) and
+# RunConfig.validate (values from a file or the environment) both use these.
+#: The views, in the order the window's "v" key cycles them.
 VIEWS = ("overlay", "side_by_side", "mesh3d")
 MESH_FORMATS = ("obj", "ply")
+#: The CPU marching-cubes implementations, fastest first (realtime_vrn.surface.extractors.EXTRACTORS: one factory
+#: per name, in this order).
+SURFACE_EXTRACTORS = ("numba", "skimage")
 #: --surface: auto (the GPU kernel when the network's logits are on the GPU, else the fastest CPU extractor), cpu
-#: (the fastest CPU extractor), cuda, or a CPU extractor by name (realtime_vrn.surface.extractors).
-SURFACE_KINDS = ("auto", "cpu", "cuda", "numba", "skimage")
+#: (the fastest CPU extractor), cuda, or a CPU extractor by name.
+SURFACE_KINDS = ("auto", "cpu", "cuda", *SURFACE_EXTRACTORS)
 SOURCE_FIELDS = ("camera", "video", "image")
 FACE_CHOICES = ("all", "largest")
+#: --output kinds: a video file (the containers VideoFileSink has a codec for), an image file (numbered beside
+#: it) or, without a suffix, a folder of PNGs. Anything else is refused before any model loads.
+OUTPUT_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")
+OUTPUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: --device: auto, cpu, cuda or cuda:N.
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+#: --backend: this or a name registered in realtime_vrn.backends.base (the registry is the list of backends).
+AUTO_BACKEND = "auto"
 
 
 @dataclass
@@ -100,8 +114,13 @@ class RunConfig:
         for flag, path in (("--record-landmarks", self.record_landmarks), ("--benchmark", self.benchmark)):
             if path is not None:  # written when the run ends: a folder we cannot write to must fail now
                 check_writable_folder(flag, Path(path).parent)
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ConfigError(f"unknown device {self.device!r}; choose auto, cpu, cuda or cuda:N")
+        check_device(self.device)
+        check_backend(self.backend)
+        if self.output is not None:
+            try:
+                output_kind(Path(self.output))
+            except ConfigError as err:
+                raise ConfigError(f"--output {self.output}: {err}") from err
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a camera index >= 0, got {self.camera}")
         return self
@@ -113,6 +132,53 @@ class RunConfig:
     @property
     def is_demo(self) -> bool:
         return self.camera is None and self.video is None and self.image is None
+
+
+def output_kind(path: Path) -> str:
+    """"video", "image" or "folder" for an ``--output`` path; ConfigError (listing the kinds) for another suffix."""
+    suffix = path.suffix.lower()
+    if suffix in OUTPUT_VIDEO_SUFFIXES:
+        return "video"
+    if suffix in OUTPUT_IMAGE_SUFFIXES:
+        return "image"
+    if not suffix or path.is_dir():
+        return "folder"
+    raise ConfigError(f"unknown output type {suffix!r}; use a video file ({', '.join(OUTPUT_VIDEO_SUFFIXES)}), an "
+                      f"image file ({', '.join(OUTPUT_IMAGE_SUFFIXES)}) or a folder (no suffix)")
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is auto, cpu, cuda or cuda:N, else ConfigError."""
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise ConfigError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_backend(name: str) -> str:
+    """``name`` if it is auto or a registered inference backend, else ConfigError listing them. The registry is
+    read only for a name other than auto (it imports the backend modules, not their runtimes)."""
+    if name == AUTO_BACKEND:
+        return name
+    from realtime_vrn.backends.base import backend_names
+
+    valid = backend_names()
+    if name not in valid:
+        raise ConfigError(f"unknown backend {name!r}; choose one of: {AUTO_BACKEND}, {', '.join(valid)}")
+    return name
+
+
+def check_backend_list(text: str) -> str:
+    """``bench --backends``: empty, "all" or a comma separated list of registered backends, else ConfigError."""
+    if text in ("", "all"):
+        return text
+    from realtime_vrn.backends.base import backend_names
+
+    valid = backend_names()
+    unknown = [b.strip() for b in text.split(",") if b.strip() and b.strip() not in valid]
+    if unknown:
+        raise ConfigError(f"unknown backend {', '.join(map(repr, unknown))} in --backends; give all or some of: "
+                          f"{', '.join(valid)}")
+    return text
 
 
 def check_writable_folder(flag: str, folder: Path) -> None:

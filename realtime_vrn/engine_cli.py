@@ -14,12 +14,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--weights", type=Path, metavar="FILE", help="checkpoint file")
     build.add_argument("--recipe", default="fp16-b1", help="recipe name or JSON path (default fp16-b1)")
     build.add_argument("--force", action="store_true", help="rebuild even when a valid engine is cached")
-    build.set_defaults(func=_build)
+    build.set_defaults(func=_cmd_build)
     recipes = sp.add_parser("recipes", help="list the shipped engine recipes")
-    recipes.set_defaults(func=_recipes)
+    recipes.set_defaults(func=_cmd_recipes)
 
 
-def _build(args: argparse.Namespace) -> int:
+def _cmd_build(args: argparse.Namespace) -> int:
     from realtime_vrn.backends.tensorrt_backend import prepare_engine
     from realtime_vrn.errors import BackendError
     from realtime_vrn.weights.registry import resolve_weights
@@ -33,7 +33,7 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recipes(args: argparse.Namespace) -> int:
+def _cmd_recipes(args: argparse.Namespace) -> int:
     from realtime_vrn.engines import list_recipes
 
     for name, r in sorted(list_recipes().items()):

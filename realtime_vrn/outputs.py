@@ -11,34 +11,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from realtime_vrn.config import RunConfig
+from realtime_vrn.config import RunConfig, output_kind
 from realtime_vrn.errors import ConfigError, OutputError
 from realtime_vrn.stats import LatencyStats
 
 log = logging.getLogger(__name__)
 
-#: --output kinds: a video file (the containers VideoFileSink has a codec for), an image file (numbered
-#: beside it) or, without a suffix, a folder of PNGs. Anything else is refused before any model loads.
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: While paused, wait this long for input between redraws (responsive without spinning a core).
 PAUSED_WAIT_S = 1 / 30
 #: Stages shown on the HUD, in pipeline order.
 HUD_STAGES = ("landmarks", "crop", "network", "surface", "render")
-
-
-def output_kind(path: Path) -> str:
-    """"video", "image" or "folder" for an ``--output`` path; ConfigError (listing the kinds) for another suffix."""
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if not suffix or path.is_dir():
-        return "folder"
-    raise ConfigError(f"--output {path}: unknown output type {suffix!r}; use a video file "
-                      f"({', '.join(VIDEO_SUFFIXES)}), an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder "
-                      f"(no suffix)")
 
 
 def check_run_paths(config: RunConfig, inputs: dict[str, Path]) -> None:

@@ -97,7 +97,7 @@ def test_a_grid_wider_than_an_int64_row_falls_back_to_skimage(caplog):
 
 
 def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, face_photos):
-    from realtime_vrn.cli import _run_parser
+    from realtime_vrn.cli import parse_args
     from realtime_vrn.config import RunConfig
     from realtime_vrn.pipeline import run
 
@@ -106,7 +106,7 @@ def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, fac
         config = RunConfig(image=photo, weights=plane_checkpoint, headless=True, progress=False, surface=kind)
         summary = run(config.validate())
         assert summary.backend.endswith(f" + {name} marching cubes") and summary.frames_with_face == 1
-    assert _run_parser("realtime-vrn").parse_args(["--surface", "numba"]).surface == "numba"
+    assert parse_args(["--surface", "numba"]).surface == "numba"
 
 
 # --- the contract, over every registered extractor ----------------------------------------------------------------

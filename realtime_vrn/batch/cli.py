@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from realtime_vrn.argtypes import checked, positive_float, positive_int
+from realtime_vrn.argtypes import backend_name, checked, device_name, positive_float, positive_int
+from realtime_vrn.config import MESH_FORMATS
 from realtime_vrn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     meshes.add_argument("--mesh-every", type=positive_int, metavar="N",
                         help="a video's mesh of every N-th frame (default 30)")
     meshes.add_argument("--meshes", choices=("all", "none"), help="the mesh of every frame, or none")
-    out.add_argument("--mesh-format", choices=("obj", "ply"), default="obj", help="mesh file format (default obj)")
+    out.add_argument("--mesh-format", choices=MESH_FORMATS, default="obj", help="mesh file format (default obj)")
     out.add_argument("--y-up", action="store_true", help="meshes with y up (MeshLab/Blender)")
     out.add_argument("--video-out", action="store_true",
                      help="also write each video with the reconstruction drawn in (annotated.mp4; such a video "
@@ -59,17 +60,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", metavar="NAME", help="installed model name (realtime-vrn weights list)")
     mdl.add_argument("--weights", type=Path, metavar="FILE", help="checkpoint file (ours or converted)")
-    mdl.add_argument("--backend", default="auto", metavar="NAME",
+    mdl.add_argument("--backend", type=backend_name, default="auto", metavar="NAME",
                      help="inference backend: auto (default), torch, onnxruntime, openvino")
-    mdl.add_argument("--device", default="auto", metavar="DEV", help="auto (default), cpu or cuda")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_batch)
+    mdl.add_argument("--device", type=device_name, default="auto", metavar="DEV",
+                     help="auto (default), cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_batch)
     return p
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
+def _cmd_batch(args: argparse.Namespace) -> int:
     from realtime_vrn.batch.executors import RAY_HINT, ray_available
     from realtime_vrn.batch.options import DEFAULT_CHUNK_FRAMES, DEFAULT_MESH_EVERY, ClusterSettings, ModelChoice, \
         OutputSettings
@@ -80,7 +79,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
                               video_out=args.video_out, chunk_frames=args.chunk_frames or DEFAULT_CHUNK_FRAMES,
                               max_frames=args.max_frames, smoothing=args.smoothing, backend=args.backend,
                               device=args.device)
-    _check_backend(args.backend)
     use_ray = not args.no_ray and ray_available()
     if not use_ray and args.address is not None:
         raise ConfigError(f"--address needs Ray: {RAY_HINT}" if not args.no_ray else
@@ -102,14 +100,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(level)
     print_report(report)
     return report.exit_code
-
-
-def _check_backend(name: str) -> None:
-    """An unknown --backend is refused here, before any worker starts."""
-    from realtime_vrn.backends.base import backend_names
-
-    if name != "auto" and name not in backend_names():
-        raise ConfigError(f"unknown backend {name!r}; choose auto or one of: {', '.join(backend_names())}")
 
 
 def print_report(report) -> None:

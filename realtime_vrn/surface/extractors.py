@@ -36,7 +36,7 @@ def _skimage(cfg: VRNConfig) -> Any:
     return SurfaceExtractor(cfg)
 
 
-#: name -> factory, fastest first (docs/benchmarks.md).
+#: name -> factory, fastest first (docs/benchmarks.md): the names of config.SURFACE_EXTRACTORS, in its order.
 EXTRACTORS: dict[str, Callable[[VRNConfig], Any]] = {"numba": _numba, "skimage": _skimage}
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from realtime_vrn.argtypes import positive_float, positive_int
+from realtime_vrn.argtypes import backend_name, positive_float, positive_int
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,8 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--out", type=Path, default=None, help="report folder (default out/eval-real or out/eval)")
     ev.add_argument("--limit", type=positive_int, default=None, help="only the first N photos / samples")
     ev.add_argument("--oracle", action="store_true", help="--heldout: score the ground-truth volumes (the floor)")
-    ev.add_argument("--backend", default="auto", help="--real: inference backend (default auto, as the pipeline)")
+    ev.add_argument("--backend", type=backend_name, default="auto",
+                    help="--real: inference backend (default auto, as the pipeline)")
     ev.add_argument("--sheet", type=int, default=6, metavar="N",
                     help="--real: photos in the comparison sheet photos.png (0 = none)")
     ev.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu for --heldout, auto for --real)")

@@ -1,8 +1,8 @@
 """``realtime-vrn weights fetch | convert FILE | list``: the official model and the installed ones.
 
 The main CLI (``realtime_vrn/cli.py``) calls :func:`add_parser` on its sub-parsers; each sub-command sets
-``func`` to a handler ``(args) -> int`` exit code. User errors are raised as VRNError subclasses (the main CLI
-prints them in one line).
+``func`` to its handler ``_cmd_<command>(args) -> int`` exit code. User errors are raised as VRNError subclasses
+(the main CLI prints them in one line).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     fetch.add_argument("--url", default=official.URL, metavar="URL", help="download from another address (a mirror)")
     fetch.add_argument("--convert", action="store_true", help="convert and install it right after the download")
     fetch.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    fetch.set_defaults(func=cmd_fetch)
+    fetch.set_defaults(func=_cmd_fetch)
 
     convert = sub.add_parser(
         "convert", help="convert a Torch7 vrn-unguided.t7 into an installed model",
@@ -49,11 +49,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                          help=f"installed model name (default {official.MODEL_NAME})")
     convert.add_argument("--no-selfcheck", dest="selfcheck", action="store_false",
                          help="install without running the model on the bundled face")
-    convert.set_defaults(func=cmd_convert)
+    convert.set_defaults(func=_cmd_convert)
 
     listing = sub.add_parser("list", help="installed models: size, source, licence, SHA-256",
                              description="Models installed in the user's models folder and shipped in the package.")
-    listing.set_defaults(func=cmd_list)
+    listing.set_defaults(func=_cmd_list)
     return p
 
 
@@ -63,7 +63,7 @@ def _model_name(text: str) -> str:
     return text
 
 
-def cmd_fetch(args: argparse.Namespace) -> int:
+def _cmd_fetch(args: argparse.Namespace) -> int:
     path = official.fetch(args.directory, args.url, progress=args.progress)
     print(f"{official.FILENAME}: {path} ({path.stat().st_size / _MB:.0f} MB)")
     if args.convert:
@@ -72,7 +72,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
+def _cmd_convert(args: argparse.Namespace) -> int:
     return _convert(args.file, args.name, args.selfcheck)
 
 
@@ -93,7 +93,7 @@ def _convert(path: Path, name: str, selfcheck: bool) -> int:
     return EXIT_OK
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _cmd_list(args: argparse.Namespace) -> int:
     from realtime_vrn.weights.registry import NO_WEIGHTS_MESSAGE, list_models, models_dir
 
     models = list_models()
