@@ -29,6 +29,7 @@ REQUIRED = {
     ("batch",): ["clips/", "--out", "out"],
     ("data", "render"): ["out"],
     ("data", "skin"): ["bank.npz", "photos/"],
+    ("data", "fit"): ["out/", "photos/"],
     ("data", "preview"): ["sheet.png"],
     ("data", "speed"): [],
     ("data", "annotate"): ["shards/"],
