@@ -225,7 +225,7 @@ def _print_summary(summary) -> None:
 def _summary_json(summary) -> dict:
     from dataclasses import asdict
 
-    from realtime_vrn.bench import environment_info
+    from realtime_vrn.bench.environment import environment_info
 
     return {"pipeline": asdict(summary), "environment": environment_info()}
 
@@ -250,7 +250,7 @@ def _write_json(path: Path, data: dict, summary=None) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from realtime_vrn.bench import run_benchmark
+    from realtime_vrn.bench.run import run_benchmark
 
     extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network",
                                                    "jitter", "compare_pipeline")}

@@ -13,7 +13,7 @@ from typing import Any
 
 from realtime_vrn.config import RunConfig
 from realtime_vrn.errors import ConfigError, OutputError
-from realtime_vrn.stats import LatencyStats
+from realtime_vrn.bench.timing import LatencyStats
 
 log = logging.getLogger(__name__)
 

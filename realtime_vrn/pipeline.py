@@ -24,8 +24,8 @@ from realtime_vrn.config import RunConfig
 from realtime_vrn.crop import CropTransform
 from realtime_vrn.model.guidance import mediapipe_in_crop, network_input, uses_mediapipe_depth
 from realtime_vrn.model.network import VRNConfig
-from realtime_vrn.stability import LogitSmoother
-from realtime_vrn.stats import LatencyStats
+from realtime_vrn.surface.smoothing import LogitSmoother
+from realtime_vrn.bench.timing import LatencyStats
 from realtime_vrn.surface.colour import sample_colours, to_image_frame
 from realtime_vrn.surface.extract import SurfaceExtractor
 from realtime_vrn.surface.mesh import Mesh

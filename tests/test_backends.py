@@ -12,7 +12,7 @@ import torch
 
 from realtime_vrn.backends import base, common
 from realtime_vrn.backends.base import InferenceBackend, backend_names, open_backend
-from realtime_vrn.backends.bench import astronaut_crop, benchmark_backends, face_batch
+from realtime_vrn.bench.backends import astronaut_crop, benchmark_backends, face_batch
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.checkpoint import CheckpointMeta, load_model, save_checkpoint
 from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME, cached_onnx, export_onnx

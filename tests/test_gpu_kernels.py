@@ -255,12 +255,12 @@ class _DeviceOutputs:
 
 def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, plane_checkpoint, astronaut):
     from realtime_vrn.backends.base import open_backend
-    from realtime_vrn.gpu.bench import mesh_area
+    from realtime_vrn.bench.gpu import mesh_area
     from realtime_vrn.gpu.surface import DeviceSurfaceExtractor
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
-    from realtime_vrn.stability import LogitSmoother
+    from realtime_vrn.surface.smoothing import LogitSmoother
 
     class Frame:
         image, index, timestamp = astronaut, 0, 0.0

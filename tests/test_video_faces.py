@@ -281,7 +281,7 @@ def test_each_face_has_its_own_logit_smoother(plane_checkpoint):
     from realtime_vrn.landmarks.ibug68 import to_ibug68
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
-    from realtime_vrn.stability import LogitSmoother
+    from realtime_vrn.surface.smoothing import LogitSmoother
 
     class _Tracker:  # the faces of a script, already numbered
         def __init__(self, script):

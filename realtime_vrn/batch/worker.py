@@ -146,8 +146,8 @@ class Worker:
         from realtime_vrn.outputs import MeshWriter
         from realtime_vrn.pipeline import Reconstructor
         from realtime_vrn.sources.video import VideoFileSource
-        from realtime_vrn.stability import LogitSmoother
-        from realtime_vrn.stats import LatencyStats
+        from realtime_vrn.surface.smoothing import LogitSmoother
+        from realtime_vrn.bench.timing import LatencyStats
 
         s = task.settings
         staging = Path(task.staging)
@@ -193,7 +193,7 @@ class Worker:
         from realtime_vrn.pipeline import Reconstructor, export_mesh
         from realtime_vrn.sources.images import read_image_rgb
         from realtime_vrn.sources.base import Frame
-        from realtime_vrn.stats import LatencyStats
+        from realtime_vrn.bench.timing import LatencyStats
 
         s = task.settings
         path = Path(task.path)

@@ -5,7 +5,6 @@
 - :mod:`.mc_cupy`    - :class:`~.mc_cupy.CupyMarchingCubes`, the kernel (``kernels/marching_cubes.cu``) driven by
   ``cupy.RawModule``; needs the ``gpu`` extra and an NVIDIA GPU;
 - :mod:`.resources`  - where shipped kernel sources and engine recipes live (wheel or source checkout);
-- :mod:`.bench`      - the GPU benchmark (``python -m realtime_vrn.gpu.bench``; docs/gpu.md).
 
 Nothing here imports CuPy or TensorRT at import time.
 """
