@@ -307,18 +307,12 @@ class RunSummary:
         return self.stopped_by == "interrupted"
 
 
-def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
-    from realtime_vrn.surface.export import write_obj, write_ply
-
-    (write_ply if path.suffix.lower() == ".ply" else write_obj)(path, mesh, y_up=y_up)
-
-
 def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
     """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
     from realtime_vrn.backends.base import open_backend
     from realtime_vrn.gpu.surface import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
-    from realtime_vrn.outputs import check_run_paths
+    from realtime_vrn.sinks.outputs import check_run_paths
     from realtime_vrn.weights.registry import resolve_weights
 
     check_run_paths(config, _inputs(config))  # before anything loads: never overwrite an input
@@ -358,7 +352,7 @@ def _open_source(config: RunConfig):
 
 def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
-    from realtime_vrn.outputs import Outputs
+    from realtime_vrn.sinks.outputs import Outputs
     from realtime_vrn.signals import GracefulStop, Interrupted, as_interrupted, signal_name
 
     stats = LatencyStats()

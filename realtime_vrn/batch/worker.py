@@ -143,7 +143,7 @@ class Worker:
 
     def _run_video(self, task: ChunkTask, result: ChunkResult, on_frame: Callable[[int], None]) -> None:
         from realtime_vrn.landmarks import open_tracker
-        from realtime_vrn.outputs import MeshWriter
+        from realtime_vrn.sinks.outputs import MeshWriter
         from realtime_vrn.pipeline import Reconstructor
         from realtime_vrn.sources.video import VideoFileSource
         from realtime_vrn.surface.smoothing import LogitSmoother
@@ -190,7 +190,8 @@ class Worker:
     # -- photos -------------------------------------------------------------------------------------------
 
     def _run_image(self, task: ChunkTask, result: ChunkResult) -> None:
-        from realtime_vrn.pipeline import Reconstructor, export_mesh
+        from realtime_vrn.pipeline import Reconstructor
+        from realtime_vrn.surface.export import export_mesh
         from realtime_vrn.sources.images import read_image_rgb
         from realtime_vrn.sources.base import Frame
         from realtime_vrn.bench.timing import LatencyStats
@@ -234,7 +235,7 @@ def _annotated_video(task: ChunkTask, source: Any) -> Any:
     if not task.settings.video_out:
         return contextlib.nullcontext()
     from realtime_vrn.config import RunConfig
-    from realtime_vrn.outputs import Outputs
+    from realtime_vrn.sinks.outputs import Outputs
     from realtime_vrn.pipeline import RunSummary
 
     config = RunConfig(video=Path(task.path), output=Path(task.staging) / "annotated.mp4", headless=True)

@@ -166,7 +166,7 @@ class MeshWriter:
         self._thread.start()
 
     def _work(self) -> None:
-        from realtime_vrn.pipeline import export_mesh
+        from realtime_vrn.surface.export import export_mesh
 
         while True:
             item = self._queue.get()
