@@ -1,4 +1,4 @@
-"""Build hook: ship the top-level kernels/ (CUDA sources) and engines/recipes/ inside the wheel."""
+"""Build hook: ship the top-level kernels/ (CUDA sources) inside the wheel."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 #: repository folder -> (folder inside the built package, file pattern)
-SHIPPED = {"kernels": ("realtime_vrn/kernels", "*.cu"), "engines/recipes": ("realtime_vrn/engine_recipes", "*.json")}
+SHIPPED = {"kernels": ("realtime_vrn/kernels", "*.cu")}
 
 
 class BuildPyWithShippedFolders(build_py):

@@ -280,7 +280,7 @@ def _check_bench_backends(backends: str) -> None:
 
 def _sub_parsers() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
     """Subcommands contributed by other modules: name -> function(parser) that adds options + set_defaults(func)."""
-    from realtime_vrn import engine_cli
+    from realtime_vrn.backends.tensorrt import cli as engine_cli
     from realtime_vrn.batch import cli as batch_cli
 
     out: dict[str, Callable] = {"engine": engine_cli, "batch": batch_cli}

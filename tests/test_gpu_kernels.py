@@ -159,7 +159,7 @@ _BUILD_FILES = [ROOT / "pyproject.toml", ROOT / "setup.py"]
 
 
 @pytest.mark.skipif(
-    not any(p.is_file() and "engine_recipes" in p.read_text() for p in _BUILD_FILES),
+    not any(p.is_file() and "kernels" in p.read_text() for p in _BUILD_FILES),
     reason="the build does not map kernels/ and engines/recipes/ into the package yet (see docs/gpu.md)",
 )
 def test_wheel_ships_the_kernel_and_the_recipes(tmp_path):
@@ -171,7 +171,8 @@ def test_wheel_ships_the_kernel_and_the_recipes(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "realtime_vrn/kernels/marching_cubes.cu" in names
-    assert {"realtime_vrn/engine_recipes/fp16-b1.json", "realtime_vrn/engine_recipes/fp32-b1.json"} <= names
+    assert {"realtime_vrn/backends/tensorrt/recipes/fp16-b1.json",
+            "realtime_vrn/backends/tensorrt/recipes/fp32-b1.json"} <= names
 
 
 def test_nvcc_compiles_the_kernels_without_fused_multiply_add(tmp_path):

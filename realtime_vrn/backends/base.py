@@ -120,9 +120,5 @@ def open_backend(name: str, checkpoint: Path, device: str = "auto") -> Inference
 
 def _load_builtin_backends() -> None:
     """Import the built-in backend modules (each registers itself; none imports its runtime at import time)."""
-    from realtime_vrn.backends import (  # noqa: F401
-        onnxruntime_backend,
-        openvino_backend,
-        tensorrt_backend,
-        torch_backend,
-    )
+    from realtime_vrn.backends import onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401
+    from realtime_vrn.backends.tensorrt import backend as tensorrt_backend  # noqa: F401

@@ -16,7 +16,6 @@ CHECKOUT_DIR = PACKAGE_DIR.parent
 #: name -> (folder inside the installed package, folder in a source checkout)
 _LAYOUTS = {
     "kernels": (PACKAGE_DIR / "kernels", CHECKOUT_DIR / "kernels"),
-    "engine_recipes": (PACKAGE_DIR / "engine_recipes", CHECKOUT_DIR / "engines" / "recipes"),
 }
 
 
