@@ -94,7 +94,7 @@ class Reconstructor:
         (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
         smoother: temporal filter of the network output (video and camera; None for still images).
         extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device = True``, see
-        :mod:`realtime_vrn.gpu.surface`) gets the backend's logits without leaving the GPU, and then the
+        :mod:`realtime_vrn.surface.gpu.extractor`) gets the backend's logits without leaving the GPU, and then the
         "network" time only covers launching the forward pass (the GPU runs it while "surface" waits).
         all_faces: reconstruct every face the tracker finds (``tracker.process_all``), not only the largest. In a
         video the tracker numbers the faces (``FaceLandmarks.track``) and each track gets its own smoother (a
@@ -310,7 +310,7 @@ class RunSummary:
 def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
     """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
     from realtime_vrn.backends.base import open_backend
-    from realtime_vrn.gpu.surface import open_surface
+    from realtime_vrn.surface.extractors import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.sinks.outputs import check_run_paths
     from realtime_vrn.weights.registry import resolve_weights

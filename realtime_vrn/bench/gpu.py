@@ -63,7 +63,7 @@ def bench_cpu_references(logits: np.ndarray, runs: int = 5) -> dict[str, Any]:
     """The NumPy twin (full grid and pre-upsample grid) and scikit-image on the full volume, on the CPU."""
     from realtime_vrn.surface.reference import reference_surface
 
-    from realtime_vrn.gpu.mc_twin import marching_cubes_twin
+    from realtime_vrn.surface.gpu.mc_twin import marching_cubes_twin
 
     twin = marching_cubes_twin(logits)
     ref = reference_surface(logits)
@@ -84,8 +84,8 @@ def bench_marching_cubes(logits: np.ndarray, runs: int = 200) -> dict[str, Any]:
 
     from realtime_vrn.surface.reference import reference_surface
 
-    from realtime_vrn.gpu.mc_cupy import CupyMarchingCubes
-    from realtime_vrn.gpu.mc_twin import marching_cubes_twin
+    from realtime_vrn.surface.gpu.mc_cupy import CupyMarchingCubes
+    from realtime_vrn.surface.gpu.mc_twin import marching_cubes_twin
 
     twin = marching_cubes_twin(logits)
     device_logits = cp.asarray(logits)
