@@ -267,7 +267,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _check_bench_backends(backends: str) -> None:
     """``--backends``: "all" or registered backend names, checked before anything runs."""
-    from realtime_vrn.backends.base import backend_names
+    from realtime_vrn.backends.registry import backend_names
 
     if backends in ("", "all"):
         return

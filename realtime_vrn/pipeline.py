@@ -309,7 +309,7 @@ class RunSummary:
 
 def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
     """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.surface.extractors import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.sinks.outputs import check_run_paths

@@ -231,7 +231,7 @@ class _DeviceOutputs:
 
 
 def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, plane_checkpoint, astronaut):
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.bench.gpu import mesh_area
     from realtime_vrn.surface.gpu.extractor import DeviceSurfaceExtractor
     from realtime_vrn.landmarks import open_tracker
@@ -258,7 +258,7 @@ def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, pl
 
 
 def test_surface_stage_choice(plane_checkpoint):
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.errors import ConfigError
     from realtime_vrn.surface.extractors import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header

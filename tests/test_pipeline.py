@@ -12,7 +12,7 @@ from conftest import PLANE_DEPTH_BINS, PLANE_INPUT
 
 @pytest.fixture(scope="module")
 def reconstructor(plane_checkpoint):
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
 
@@ -236,7 +236,7 @@ def test_a_guided_model_gets_the_heatmaps_of_the_tracked_points(backend_name, tm
     pixels change (same points), through every backend."""
     import torch
 
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint
     from realtime_vrn.model.guidance import network_input

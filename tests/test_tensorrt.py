@@ -13,7 +13,7 @@ import pytest
 
 from realtime_vrn.backends.tensorrt import backend as tensorrt_backend
 from realtime_vrn.backends.tensorrt import engines
-from realtime_vrn.backends.base import backend_names, open_backend
+from realtime_vrn.backends.registry import backend_names, open_backend
 from realtime_vrn.backends.tensorrt.engines import EngineError, EngineRecipe, load_or_build
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.network import VRNConfig

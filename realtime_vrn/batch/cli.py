@@ -106,7 +106,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def _check_backend(name: str) -> None:
     """An unknown --backend is refused here, before any worker starts."""
-    from realtime_vrn.backends.base import backend_names
+    from realtime_vrn.backends.registry import backend_names
 
     if name != "auto" and name not in backend_names():
         raise ConfigError(f"unknown backend {name!r}; choose auto or one of: {', '.join(backend_names())}")

@@ -91,7 +91,7 @@ class Worker:
         self._still_tracker: Any = None
 
     def open(self) -> "Worker":
-        from realtime_vrn.backends.base import open_backend
+        from realtime_vrn.backends.registry import open_backend
         from realtime_vrn.surface.extractors import open_surface
         from realtime_vrn.model.checkpoint import file_sha256, read_checkpoint_header
         from realtime_vrn.weights.registry import resolve_weights

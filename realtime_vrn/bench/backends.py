@@ -64,7 +64,7 @@ def benchmark_backends(
     """
     import torch
 
-    from realtime_vrn.backends.base import backend_names, open_backend
+    from realtime_vrn.backends.registry import backend_names, open_backend
     from realtime_vrn.model.checkpoint import load_checkpoint, model_from_checkpoint
     from realtime_vrn.model.network import count_parameters
 

@@ -54,7 +54,7 @@ def measure_jitter(checkpoint, image_rgb: np.ndarray, backend: str = "auto", fra
     smoother) or without smoothing. Returns {median_mm, p95_mm, frames, noise_sigma, smoothing} of the per-frame
     surface motion (see :func:`surface_motion`), in mm via :func:`mm_per_pixel`.
     """
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor

@@ -194,7 +194,7 @@ def _network_backends(config: RunConfig, backends: str, full_size: bool = False)
     """
     import tempfile
 
-    from realtime_vrn.backends.base import backend_names
+    from realtime_vrn.backends.registry import backend_names
     from realtime_vrn.bench.backends import benchmark_backends
     from realtime_vrn.weights.registry import resolve_weights
 
