@@ -101,10 +101,28 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(components)
 
 
+#: Cycles left on purpose, each with the reason; the list must match exactly (a new cycle fails, and so does a
+#: fixed one still listed). training/ was off limits to the restructuring of issue 15 while its real-face model
+#: work was in progress; its sub-package split (issue 15, point 4) removes these.
+KNOWN_CYCLES = {
+    ("realtime_vrn.training.annotate", "realtime_vrn.training.dataset"):
+        "annotate imports dataset (shards) lazily, dataset imports annotate's sidecar helpers",
+    ("realtime_vrn.training.skinbank", "realtime_vrn.training.synth"):
+        "skinbank borrows synth's mesh helpers lazily, synth loads the skin bank lazily",
+}
+
+
+def _cycle_report(cycles: list[list[str]]) -> str:
+    return "\n".join(" <-> ".join(c) for c in cycles) or "(none)"
+
+
 def test_the_package_has_no_import_cycle():
     cycles = find_cycles(import_graph(module_files()))
-    assert not cycles, "import cycles (each line: modules that import each other, directly or through the others):\n" \
-        + "\n".join(" <-> ".join(c) for c in cycles)
+    new = [c for c in cycles if tuple(c) not in KNOWN_CYCLES]
+    assert not new, ("import cycles (each line: modules that import each other, directly or through the others):\n"
+                     + _cycle_report(new))
+    fixed = sorted(set(KNOWN_CYCLES) - {tuple(c) for c in cycles})
+    assert not fixed, f"no longer cycles, remove them from KNOWN_CYCLES: {fixed}"
 
 
 def test_the_cycle_finder_sees_a_lazy_import_cycle(tmp_path):
