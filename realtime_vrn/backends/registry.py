@@ -1,6 +1,6 @@
 """Choosing and opening an inference backend: the stage's entry (``open_backend``, ``backend_names``).
 
-The built-in backend modules register themselves in :data:`realtime_vrn.backends.base.base._REGISTRY` when this
+The built-in backend modules register themselves in :data:`realtime_vrn.backends.base._REGISTRY` when this
 module imports them (none imports its runtime at import time); ``auto`` tries them from the highest priority
 down and reports every failure together when none starts. They import :mod:`.base`, never this module, so the
 import graph has no cycle.

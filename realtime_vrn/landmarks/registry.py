@@ -1,6 +1,6 @@
 """Choosing and opening a face-mesh backend (``open_backend``, ``backend_names``, ``candidate_backends``).
 
-The built-in backend modules register themselves in :data:`realtime_vrn.landmarks.base.base._REGISTRY` when this
+The built-in backend modules register themselves in :data:`realtime_vrn.landmarks.base._REGISTRY` when this
 module imports them (none imports MediaPipe at import time). They import :mod:`.base`, never this module, so
 the import graph has no cycle.
 """
