@@ -243,4 +243,3 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.out, args.runs, args.cpu_only, args.compile)
     print(json.dumps(result, indent=2))
     return 0
-
