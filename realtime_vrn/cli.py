@@ -283,7 +283,7 @@ def _print_summary(summary) -> None:
 def _summary_json(summary) -> dict:
     from dataclasses import asdict
 
-    from realtime_vrn.bench import environment_info
+    from realtime_vrn.bench.environment import environment_info
 
     return {"pipeline": asdict(summary), "environment": environment_info()}
 
@@ -308,7 +308,7 @@ def _write_json(path: Path, data: dict, summary=None) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from realtime_vrn.bench import run_benchmark
+    from realtime_vrn.bench.run import run_benchmark
 
     extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network",
                                                    "jitter", "compare_pipeline")}
@@ -325,7 +325,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _sub_parsers() -> list[ModuleType]:
     """The modules that add the other commands: each has ``add_parser(subparsers)``. An ImportError here is a
     broken installation and is raised, not hidden (the modules import their heavy dependencies in the handlers)."""
-    from realtime_vrn import engine_cli
+    from realtime_vrn.backends.tensorrt import cli as engine_cli
     from realtime_vrn.batch import cli as batch_cli
     from realtime_vrn.training import cli as training_cli
     from realtime_vrn.weights import cli as weights_cli

@@ -159,7 +159,7 @@ def check_backend(name: str) -> str:
     read only for a name other than auto (it imports the backend modules, not their runtimes)."""
     if name == AUTO_BACKEND:
         return name
-    from realtime_vrn.backends.base import backend_names
+    from realtime_vrn.backends.registry import backend_names
 
     valid = backend_names()
     if name not in valid:
@@ -171,7 +171,7 @@ def check_backend_list(text: str) -> str:
     """``bench --backends``: empty, "all" or a comma separated list of registered backends, else ConfigError."""
     if text in ("", "all"):
         return text
-    from realtime_vrn.backends.base import backend_names
+    from realtime_vrn.backends.registry import backend_names
 
     valid = backend_names()
     unknown = [b.strip() for b in text.split(",") if b.strip() and b.strip() not in valid]

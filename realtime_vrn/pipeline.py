@@ -24,8 +24,8 @@ from realtime_vrn.config import RunConfig
 from realtime_vrn.crop import CropTransform
 from realtime_vrn.model.guidance import mediapipe_in_crop, network_input, uses_mediapipe_depth
 from realtime_vrn.model.network import VRNConfig
-from realtime_vrn.stability import LogitSmoother
-from realtime_vrn.stats import LatencyStats
+from realtime_vrn.surface.smoothing import LogitSmoother
+from realtime_vrn.bench.timing import LatencyStats
 from realtime_vrn.surface.colour import sample_colours, to_image_frame
 from realtime_vrn.surface.extract import SurfaceExtractor
 from realtime_vrn.surface.mesh import Mesh
@@ -94,7 +94,7 @@ class Reconstructor:
         (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
         smoother: temporal filter of the network output (video and camera; None for still images).
         extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device = True``, see
-        :mod:`realtime_vrn.gpu.surface`) gets the backend's logits without leaving the GPU, and then the
+        :mod:`realtime_vrn.surface.gpu.extractor`) gets the backend's logits without leaving the GPU, and then the
         "network" time only covers launching the forward pass (the GPU runs it while "surface" waits).
         all_faces: reconstruct every face the tracker finds (``tracker.process_all``), not only the largest. In a
         video the tracker numbers the faces (``FaceLandmarks.track``) and each track gets its own smoother (a
@@ -307,18 +307,12 @@ class RunSummary:
         return self.stopped_by == "interrupted"
 
 
-def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
-    from realtime_vrn.surface.export import write_obj, write_ply
-
-    (write_ply if path.suffix.lower() == ".ply" else write_obj)(path, mesh, y_up=y_up)
-
-
 def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = None) -> RunSummary:
     """Run the whole pipeline as configured. Raises VRNError subclasses for anything the user can fix."""
-    from realtime_vrn.backends.base import open_backend
-    from realtime_vrn.gpu.surface import open_surface
+    from realtime_vrn.backends.registry import open_backend
+    from realtime_vrn.surface.extractors import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
-    from realtime_vrn.outputs import check_run_paths
+    from realtime_vrn.sinks.outputs import check_run_paths
     from realtime_vrn.weights.registry import resolve_weights
 
     check_run_paths(config, _inputs(config))  # before anything loads: never overwrite an input
@@ -358,7 +352,7 @@ def _open_source(config: RunConfig):
 
 def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
-    from realtime_vrn.outputs import Outputs
+    from realtime_vrn.sinks.outputs import Outputs
     from realtime_vrn.signals import GracefulStop, Interrupted, as_interrupted, signal_name
 
     stats = LatencyStats()

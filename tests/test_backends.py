@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from realtime_vrn.backends import base, common
-from realtime_vrn.backends.base import InferenceBackend, backend_names, open_backend
-from realtime_vrn.backends.bench import astronaut_crop, benchmark_backends, face_batch
+from realtime_vrn.backends.base import InferenceBackend
+from realtime_vrn.backends.registry import backend_names, open_backend
+from realtime_vrn.bench.backends import astronaut_crop, benchmark_backends, face_batch
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.checkpoint import CheckpointMeta, load_model, save_checkpoint
 from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME, cached_onnx, export_onnx
@@ -240,7 +241,7 @@ def test_cpu_backends_keep_logits_on_the_host(small_checkpoint, face_input):
 
 def test_backend_modules_do_not_import_their_runtimes():
     code = (
-        "import sys; from realtime_vrn.backends.base import backend_names; names = backend_names(); "
+        "import sys; from realtime_vrn.backends.registry import backend_names; names = backend_names(); "
         "assert {'onnxruntime', 'openvino'} <= set(names), names; "
         "loaded = [m for m in ('onnxruntime', 'openvino', 'onnx', 'onnxscript') if m in sys.modules]; "
         "assert not loaded, loaded"

@@ -126,7 +126,7 @@ def test_weights_list_runs(vrn_home, capsys):
 def test_window_without_display_suggests_headless(plane_checkpoint, face_photos, monkeypatch, capsys):
     """The live window is refused with a clear message when there is no display (--camera would fail first on
     this machine, which has no camera, so the window is forced on for an image run)."""
-    from realtime_vrn.outputs import Outputs
+    from realtime_vrn.sinks.outputs import Outputs
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

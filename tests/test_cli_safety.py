@@ -195,7 +195,7 @@ def test_photos_are_named_after_themselves_and_bad_files_are_skipped(face_photos
 
 def test_export_size_warning_names_the_export_every_that_fits():
     """Item 10: 1,500 meshes of 2.7 MB (4.05 GB) -> every 5th mesh stays under 1 GB."""
-    from realtime_vrn.outputs import export_size_warning
+    from realtime_vrn.sinks.outputs import export_size_warning
 
     message = export_size_warning(2_700_000, 1500, 1, written_bytes=2_700_000)
     assert message == ("--export will write about 4.0 GB (1500 meshes of 2.7 MB); use --export-every 5 to stay "
@@ -208,11 +208,11 @@ def test_export_size_warning_names_the_export_every_that_fits():
 
 def test_a_large_export_is_announced_before_it_is_written(demo_clip, plane_checkpoint, tmp_path, monkeypatch,
                                                           caplog):
-    from realtime_vrn import outputs
+    from realtime_vrn.sinks import outputs
 
     monkeypatch.setattr(outputs, "EXPORT_WARN_BYTES", 1000)  # the plane meshes are larger than this
     meshes = tmp_path / "meshes"
-    with caplog.at_level("WARNING", logger="realtime_vrn.outputs"):
+    with caplog.at_level("WARNING", logger="realtime_vrn.sinks.outputs"):
         assert main(["--video", str(demo_clip), "--weights", str(plane_checkpoint), "--max-frames", "6",
                      "--export", str(meshes), "--headless", "--no-progress"]) == 0
     warnings = [r.getMessage() for r in caplog.records if "--export will write about" in r.getMessage()]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from realtime_vrn.download import DownloadError, download, part_path
+from realtime_vrn.weights.download import DownloadError, download, part_path
 from realtime_vrn.weights import official
 
 PAYLOAD = np.random.default_rng(0).bytes(3_000_000)

@@ -1,4 +1,4 @@
-"""The CUDA marching cubes (kernels/marching_cubes.cu) against its NumPy twin.
+"""The CUDA marching cubes (surface/gpu/marching_cubes.cu) against its NumPy twin.
 
 Three levels, so that as much as possible is checked without a GPU:
 
@@ -19,17 +19,14 @@ import re
 import shutil
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from realtime_vrn.gpu import mc_cupy
-from realtime_vrn.gpu.mc_cupy import NVRTC_OPTIONS, CupyMarchingCubes
-from realtime_vrn.gpu.mc_twin import marching_cubes_twin
-from realtime_vrn.gpu.resources import shipped_file
 from realtime_vrn.model.network import VRNConfig
+from realtime_vrn.surface.gpu import mc_cupy
+from realtime_vrn.surface.gpu.mc_cupy import NVRTC_OPTIONS, CupyMarchingCubes
+from realtime_vrn.surface.gpu.mc_twin import marching_cubes_twin
 from realtime_vrn.surface.reference import face_like_logits, reference_surface
 
 SMALL = VRNConfig(input_size=64, depth_bins=48)
@@ -84,7 +81,7 @@ def cpu_kernels(tmp_path_factory) -> ctypes.CDLL:
         pytest.skip("needs a C++ compiler (g++) for the CPU emulation of the kernels")
     folder = tmp_path_factory.mktemp("mc_emulation")
     source = folder / "marching_cubes_cpu.cpp"
-    source.write_text(CPU_SHIM + f'#include "{shipped_file("kernels", mc_cupy.KERNEL_FILE)}"\n')
+    source.write_text(CPU_SHIM + f'#include "{mc_cupy.kernel_file()}"\n')
     library = folder / "marching_cubes_cpu.so"
     # -ffp-contract=off: no fused multiply-add, like --fmad=false on the GPU
     subprocess.run([compiler, "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(library), str(source)],
@@ -154,32 +151,12 @@ def test_kernel_source_is_found_and_declares_every_kernel():
         assert construct not in code
 
 
-ROOT = Path(__file__).resolve().parents[1]
-_BUILD_FILES = [ROOT / "pyproject.toml", ROOT / "setup.py"]
-
-
-@pytest.mark.skipif(
-    not any(p.is_file() and "engine_recipes" in p.read_text() for p in _BUILD_FILES),
-    reason="the build does not map kernels/ and engines/recipes/ into the package yet (see docs/gpu.md)",
-)
-def test_wheel_ships_the_kernel_and_the_recipes(tmp_path):
-    source = tmp_path / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", ".whl", ".gl", "build", "*.egg-info", "__pycache__", ".pytest_cache", "data"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert "realtime_vrn/kernels/marching_cubes.cu" in names
-    assert {"realtime_vrn/engine_recipes/fp16-b1.json", "realtime_vrn/engine_recipes/fp32-b1.json"} <= names
-
-
 def test_nvcc_compiles_the_kernels_without_fused_multiply_add(tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not installed")
     ptx = tmp_path / "mc.ptx"
-    kernel = shipped_file("kernels", mc_cupy.KERNEL_FILE)
+    kernel = mc_cupy.kernel_file()
     subprocess.run([nvcc, "-arch=sm_90", "-ptx", *NVRTC_OPTIONS, str(kernel), "-o", str(ptx)],
                    check=True, capture_output=True)
     text = ptx.read_text()
@@ -254,13 +231,13 @@ class _DeviceOutputs:
 
 
 def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, plane_checkpoint, astronaut):
-    from realtime_vrn.backends.base import open_backend
-    from realtime_vrn.gpu.bench import mesh_area
-    from realtime_vrn.gpu.surface import DeviceSurfaceExtractor
+    from realtime_vrn.backends.registry import open_backend
+    from realtime_vrn.bench.gpu import mesh_area
+    from realtime_vrn.surface.gpu.extractor import DeviceSurfaceExtractor
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
-    from realtime_vrn.stability import LogitSmoother
+    from realtime_vrn.surface.smoothing import LogitSmoother
 
     class Frame:
         image, index, timestamp = astronaut, 0, 0.0
@@ -281,9 +258,9 @@ def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, pl
 
 
 def test_surface_stage_choice(plane_checkpoint):
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.errors import ConfigError
-    from realtime_vrn.gpu.surface import open_surface
+    from realtime_vrn.surface.extractors import open_surface
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.surface.extract import SurfaceExtractor
     from realtime_vrn.surface.marching import NumbaSurfaceExtractor

@@ -19,7 +19,8 @@ import pytest
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.landmarks import (MEDIAPIPE_TO_IBUG68, FaceLandmarks, FaceMeshBackend, LandmarkTracker,
                                     OneEuroFilter, OneEuroParams, open_tracker, to_ibug68)
-from realtime_vrn.landmarks import base as registry_module
+from realtime_vrn.landmarks import base as base_module
+from realtime_vrn.landmarks import registry as registry_module
 from realtime_vrn.landmarks import mediapipe_solutions, mediapipe_tasks
 from realtime_vrn.sources import open_source, read_image_rgb
 
@@ -288,7 +289,7 @@ def test_one_euro_restarts_on_time_going_back_and_reset():
 @pytest.fixture()
 def registry(monkeypatch):
     registry_module.backend_names()  # registers the built-in backends
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    monkeypatch.setattr(base_module, "_REGISTRY", dict(base_module._REGISTRY))
     return registry_module
 
 
@@ -324,9 +325,9 @@ def test_auto_tries_the_next_backend_when_one_fails(registry):
         def open(self):
             raise RuntimeError("model file damaged")
 
-    registry.register_backend("broken", lambda static, n: Broken([]), priority=99, probe=lambda: None)
-    registry.register_backend("works", lambda static, n: ScriptedBackend([[synthetic_face()]]), priority=98,
-                              probe=lambda: None)
+    base_module.register_backend("broken", lambda static, n: Broken([]), priority=99, probe=lambda: None)
+    base_module.register_backend("works", lambda static, n: ScriptedBackend([[synthetic_face()]]), priority=98,
+                                 probe=lambda: None)
     with open_tracker() as tracker:
         assert isinstance(tracker.backend, ScriptedBackend) and not isinstance(tracker.backend, Broken)
     with pytest.raises(BackendError, match="broken: model file damaged"):

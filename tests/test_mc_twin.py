@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage.measure import mesh_surface_area
 
-from realtime_vrn.gpu import mc_tables
-from realtime_vrn.gpu.mc_twin import (
+from realtime_vrn.surface.gpu import mc_tables
+from realtime_vrn.surface.gpu.mc_twin import (
     linear_tables,
     make_grid,
     marching_cubes_twin,

@@ -12,7 +12,7 @@ from conftest import PLANE_DEPTH_BINS, PLANE_INPUT
 
 @pytest.fixture(scope="module")
 def reconstructor(plane_checkpoint):
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
 
@@ -91,7 +91,7 @@ def test_loop_runs_past_the_end_of_a_folder(plane_checkpoint, face_photos, tmp_p
 
 def test_logit_smoother_follows_motion_and_resets():
     from realtime_vrn.crop import CropTransform
-    from realtime_vrn.stability import LogitSmoother
+    from realtime_vrn.surface.smoothing import LogitSmoother
 
     crop = CropTransform(centre=(100.0, 100.0), scale=1.0, size=64)
     s = LogitSmoother()
@@ -107,7 +107,7 @@ def test_logit_smoother_follows_motion_and_resets():
 
 
 def test_surface_motion_is_zero_for_a_translated_copy():
-    from realtime_vrn.stability import surface_motion
+    from realtime_vrn.bench.jitter import surface_motion
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=(500, 3)).astype(np.float32)
@@ -206,7 +206,7 @@ def test_recorded_landmarks_replay_the_same_run(plane_checkpoint, demo_clip, tmp
 
 
 def test_benchmark_compares_the_sequential_and_pipelined_loops(plane_checkpoint, demo_clip):
-    from realtime_vrn.bench import _compare_pipeline
+    from realtime_vrn.bench.run import _compare_pipeline
 
     config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=5, headless=True,
                        progress=False).validate()
@@ -217,7 +217,7 @@ def test_benchmark_compares_the_sequential_and_pipelined_loops(plane_checkpoint,
 
 
 def test_benchmark_times_mediapipe_alone_on_the_same_frames(plane_checkpoint, demo_clip, tmp_path):
-    from realtime_vrn.bench import _mediapipe_only
+    from realtime_vrn.bench.run import _mediapipe_only
 
     config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=6, headless=True,
                        progress=False).validate()
@@ -236,7 +236,7 @@ def test_a_guided_model_gets_the_heatmaps_of_the_tracked_points(backend_name, tm
     pixels change (same points), through every backend."""
     import torch
 
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import CheckpointMeta, save_checkpoint
     from realtime_vrn.model.guidance import network_input

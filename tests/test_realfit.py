@@ -127,7 +127,7 @@ def test_a_real_photo_sample_is_the_pipeline_crop_with_the_fitted_face_in_it(mod
     import cv2
 
     from realtime_vrn.crop import CropTransform
-    from realtime_vrn.landmarks.base import open_backend
+    from realtime_vrn.landmarks.registry import open_backend
     from realtime_vrn.landmarks.ibug68 import to_ibug68
     from realtime_vrn.training.realfit import RealSampler, packaged_correspondence
     from realtime_vrn.training.synth import SynthConfig

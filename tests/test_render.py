@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from realtime_vrn.render import OrbitCamera, Renderer
-from realtime_vrn.render.bench import benchmark_render, ellipsoid_mesh, silhouette_iou
+from realtime_vrn.bench.render import benchmark_render, ellipsoid_mesh, silhouette_iou
 from realtime_vrn.render.camera import overlay_matrices, window_rect
 from realtime_vrn.render.hud import draw_hud
 from realtime_vrn.render.renderer import BACKGROUND_RGB, composite, load_shader

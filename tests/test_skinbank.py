@@ -85,7 +85,7 @@ def test_bake_a_real_photo_keeps_its_features(baker, model):
     out darker than the nose's (a vertex off by a feature's width would read cheek skin)."""
     import cv2
 
-    from realtime_vrn.landmarks.base import open_backend
+    from realtime_vrn.landmarks.registry import open_backend
 
     photo = Path(__file__).parent / "data" / "faces" / "asj.jpg"
     rgb = np.ascontiguousarray(cv2.imread(str(photo))[:, :, ::-1])

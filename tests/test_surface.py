@@ -250,7 +250,7 @@ def test_compare_with_reference_times_the_whole_stage_when_given_the_crop():
 
 
 def test_bench_surface_comparison_times_the_stage_on_the_model_grid_and_the_release_grid():
-    from realtime_vrn.bench import SurfaceSample, _surface_comparison, _to_full_grid
+    from realtime_vrn.bench.run import SurfaceSample, _surface_comparison, _to_full_grid
     from realtime_vrn.crop import CropTransform
 
     crop = CropTransform((300.0, 200.0), 0.4, REFINED.input_size)

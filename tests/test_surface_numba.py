@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 from skimage.draw import ellipsoid_stats
 
 from realtime_vrn.errors import ConfigError
-from realtime_vrn.gpu.mc_twin import marching_cubes_twin
+from realtime_vrn.surface.gpu.mc_twin import marching_cubes_twin
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.colour import _linear_part, coloured_in_image_frame, sample_colours, to_image_frame
 from realtime_vrn.surface.extract import SurfaceExtractor

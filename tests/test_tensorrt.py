@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from realtime_vrn import engines
-from realtime_vrn.backends import tensorrt_backend
-from realtime_vrn.backends.base import backend_names, open_backend
-from realtime_vrn.engines import EngineError, EngineRecipe, load_or_build
+from realtime_vrn.backends.tensorrt import backend as tensorrt_backend
+from realtime_vrn.backends.tensorrt import engines
+from realtime_vrn.backends.registry import backend_names, open_backend
+from realtime_vrn.backends.tensorrt.engines import EngineError, EngineRecipe, load_or_build
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.network import VRNConfig
 
@@ -143,7 +143,7 @@ def test_built_once_then_read_from_the_cache(vrn_home, onnx_file):
 def test_stale_engine_is_rebuilt_with_a_warning(vrn_home, onnx_file, caplog, change):
     builder = FakeBuilder()
     build(onnx_file, builder)
-    with caplog.at_level(logging.WARNING, logger="realtime_vrn.engines"):
+    with caplog.at_level(logging.WARNING, logger="realtime_vrn.backends.tensorrt.engines"):
         data, path = build(onnx_file, builder, **change)
     assert builder.calls == 2 and data.startswith(b"engine #2")
     assert "stale" in caplog.text and next(iter(change)) in caplog.text

@@ -276,12 +276,12 @@ def test_a_camera_follows_every_face_the_same_way(two_faces_clip, plane_checkpoi
 
 def test_each_face_has_its_own_logit_smoother(plane_checkpoint):
     """The smoother of a numbered face only ever sees that face's crops; a track that leaves loses its smoother."""
-    from realtime_vrn.backends.base import open_backend
+    from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks.base import FaceLandmarks
     from realtime_vrn.landmarks.ibug68 import to_ibug68
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
-    from realtime_vrn.stability import LogitSmoother
+    from realtime_vrn.surface.smoothing import LogitSmoother
 
     class _Tracker:  # the faces of a script, already numbered
         def __init__(self, script):

@@ -9,7 +9,7 @@ import pytest
 
 from realtime_vrn.errors import DisplayError
 from realtime_vrn.render import Renderer
-from realtime_vrn.render.bench import ellipsoid_mesh
+from realtime_vrn.bench.render import ellipsoid_mesh
 from realtime_vrn.render.window import LiveWindow, ViewState, WindowEvent
 
 def test_window_shows_the_image(display, astronaut):

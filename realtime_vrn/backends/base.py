@@ -1,15 +1,14 @@
-"""One interface for every inference backend, and the registry that picks one.
+"""One interface for every inference backend, and the table backends register themselves in.
 
 A backend runs a VRN checkpoint on a batch of crops and returns the network's low-resolution logits (the
 release's last bilinear x4 upsample and sigmoid are evaluated by the surface stage, only where needed).
-Backends are registered by name with a priority; ``auto`` tries them from the highest priority down and
-reports every failure together when none starts (the pyvirtualcam ``Backend`` / ``register_backend`` pattern).
-Heavy imports (onnxruntime, openvino, tensorrt) happen inside ``open()``, never at import time.
+Backends are registered by name with a priority (the pyvirtualcam ``Backend`` / ``register_backend``
+pattern); :mod:`realtime_vrn.backends.registry` loads the built-in ones and opens one. Heavy imports
+(onnxruntime, openvino, tensorrt) happen inside ``open()``, never at import time.
 """
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.network import VRNConfig
-
-log = logging.getLogger(__name__)
 
 
 class InferenceBackend(ABC):
@@ -85,44 +81,3 @@ _REGISTRY: dict[str, _Entry] = {}
 def register_backend(name: str, factory: Callable[[Path, str], InferenceBackend], priority: int) -> None:
     """Register a backend under ``name``; ``auto`` tries higher priorities first."""
     _REGISTRY[name] = _Entry(name, factory, priority)
-
-
-def backend_names() -> list[str]:
-    _load_builtin_backends()
-    return [e.name for e in sorted(_REGISTRY.values(), key=lambda e: -e.priority)]
-
-
-def open_backend(name: str, checkpoint: Path, device: str = "auto") -> InferenceBackend:
-    """Create and open the backend ``name`` (or the first that starts, for ``"auto"``).
-
-    Raises ConfigError for an unknown name (listing the valid ones) and BackendError when nothing starts
-    (listing each backend's reason).
-    """
-    names = backend_names()
-    if name != "auto" and name not in names:
-        raise ConfigError(f"unknown backend {name!r}; choose one of: auto, {', '.join(names)}")
-    candidates = names if name == "auto" else [name]
-    errors: list[str] = []
-    for candidate in candidates:
-        backend = _REGISTRY[candidate].factory(Path(checkpoint), device)
-        try:
-            backend.open()
-        except Exception as err:  # noqa: BLE001 - every failure is reported, the next backend is tried
-            backend.close()
-            reason = f"{candidate}: {err}".splitlines()[0]
-            log.info("backend %s could not start: %s", candidate, err)
-            errors.append(reason)
-            continue
-        log.info("inference backend: %s", backend.describe())
-        return backend
-    raise BackendError("no inference backend could start: " + "; ".join(errors))
-
-
-def _load_builtin_backends() -> None:
-    """Import the built-in backend modules (each registers itself; none imports its runtime at import time)."""
-    from realtime_vrn.backends import (  # noqa: F401
-        onnxruntime_backend,
-        openvino_backend,
-        tensorrt_backend,
-        torch_backend,
-    )

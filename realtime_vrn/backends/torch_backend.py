@@ -27,7 +27,7 @@ from realtime_vrn.errors import BackendError
 log = logging.getLogger(__name__)
 
 #: Last accurate choice on a CPU: 1.5x slower than ONNX Runtime on an idle machine, and its two OpenMP threads
-#: slow down 5-20x more when other processes share the cores (bench.py). Picked on a GPU, since the CPU
+#: slow down 5-20x more when other processes share the cores (bench/backends.py). Picked on a GPU, since the CPU
 #: backends step aside when CUDA is present.
 PRIORITY = 10
 

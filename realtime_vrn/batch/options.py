@@ -14,7 +14,7 @@ from realtime_vrn.errors import ConfigError
 DEFAULT_CHUNK_FRAMES = 300
 #: A part of a video after the first one starts this many frames early, without outputs, so that the face
 #: tracker and the temporal smoothing have settled when its first frame is reconstructed (their memory is a
-#: frame or two: see stability.py).
+#: frame or two: see surface/smoothing.py).
 CHUNK_WARMUP_FRAMES = 8
 #: Meshes of a video by default: one per second of a 30 fps clip (a mesh is ~1 MB as OBJ).
 DEFAULT_MESH_EVERY = 30

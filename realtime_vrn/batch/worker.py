@@ -91,8 +91,8 @@ class Worker:
         self._still_tracker: Any = None
 
     def open(self) -> "Worker":
-        from realtime_vrn.backends.base import open_backend
-        from realtime_vrn.gpu.surface import open_surface
+        from realtime_vrn.backends.registry import open_backend
+        from realtime_vrn.surface.extractors import open_surface
         from realtime_vrn.model.checkpoint import file_sha256, read_checkpoint_header
         from realtime_vrn.weights.registry import resolve_weights
 
@@ -143,11 +143,11 @@ class Worker:
 
     def _run_video(self, task: ChunkTask, result: ChunkResult, on_frame: Callable[[int], None]) -> None:
         from realtime_vrn.landmarks import open_tracker
-        from realtime_vrn.outputs import MeshWriter
+        from realtime_vrn.sinks.outputs import MeshWriter
         from realtime_vrn.pipeline import Reconstructor
         from realtime_vrn.sources.video import VideoFileSource
-        from realtime_vrn.stability import LogitSmoother
-        from realtime_vrn.stats import LatencyStats
+        from realtime_vrn.surface.smoothing import LogitSmoother
+        from realtime_vrn.bench.timing import LatencyStats
 
         s = task.settings
         staging = Path(task.staging)
@@ -190,10 +190,11 @@ class Worker:
     # -- photos -------------------------------------------------------------------------------------------
 
     def _run_image(self, task: ChunkTask, result: ChunkResult) -> None:
-        from realtime_vrn.pipeline import Reconstructor, export_mesh
+        from realtime_vrn.pipeline import Reconstructor
+        from realtime_vrn.surface.export import export_mesh
         from realtime_vrn.sources.images import read_image_rgb
         from realtime_vrn.sources.base import Frame
-        from realtime_vrn.stats import LatencyStats
+        from realtime_vrn.bench.timing import LatencyStats
 
         s = task.settings
         path = Path(task.path)
@@ -234,7 +235,7 @@ def _annotated_video(task: ChunkTask, source: Any) -> Any:
     if not task.settings.video_out:
         return contextlib.nullcontext()
     from realtime_vrn.config import RunConfig
-    from realtime_vrn.outputs import Outputs
+    from realtime_vrn.sinks.outputs import Outputs
     from realtime_vrn.pipeline import RunSummary
 
     config = RunConfig(video=Path(task.path), output=Path(task.staging) / "annotated.mp4", headless=True)

@@ -6,9 +6,10 @@
 (Tasks API, newer mediapipe, model downloaded once). MediaPipe is imported only when a backend opens.
 """
 
-from realtime_vrn.landmarks.base import FaceLandmarks, FaceMeshBackend, backend_names, register_backend
+from realtime_vrn.landmarks.base import FaceLandmarks, FaceMeshBackend, register_backend
 from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68, to_ibug68
 from realtime_vrn.landmarks.one_euro import OneEuroFilter, OneEuroParams
+from realtime_vrn.landmarks.registry import backend_names
 from realtime_vrn.landmarks.tracker import DEFAULT_MAX_FACES, SMOOTHING, LandmarkTracker, open_tracker
 
 __all__ = [

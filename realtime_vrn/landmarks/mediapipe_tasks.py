@@ -3,7 +3,7 @@
 Those releases dropped ``mp.solutions`` and no longer bundle the face models: ``face_landmarker.task`` is
 downloaded once from Google's official URL into the user cache (``$REALTIME_VRN_HOME/models``, default the
 platform's user cache dir of realtime-vrn, the folder ``weights.registry.models_dir()`` names) by the package's
-generic :func:`realtime_vrn.download.download` (progress bar, size check, atomic rename). Where the download
+generic :func:`realtime_vrn.weights.download.download` (progress bar, size check, atomic rename). Where the download
 is impossible, save the file there by hand (the error message says where).
 
 Not exercised on our machines: they have no internet, and a model assembled from mediapipe 0.10.21's bundled
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime_vrn.download import download
+from realtime_vrn.weights.download import download
 from realtime_vrn.landmarks.base import FaceMeshBackend, normalized_to_pixels, register_backend
 
 log = logging.getLogger(__name__)

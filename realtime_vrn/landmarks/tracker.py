@@ -8,9 +8,10 @@ from typing import Callable
 
 import numpy as np
 
-from realtime_vrn.landmarks.base import N_POINTS, FaceLandmarks, FaceMeshBackend, native_output_to_log, open_backend
+from realtime_vrn.landmarks.base import N_POINTS, FaceLandmarks, FaceMeshBackend, native_output_to_log
 from realtime_vrn.landmarks.ibug68 import to_ibug68
 from realtime_vrn.landmarks.one_euro import OneEuroFilter, OneEuroParams
+from realtime_vrn.landmarks.registry import open_backend
 from realtime_vrn.landmarks.tracks import FaceTracks
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ Two rasterizers draw the same picture (back faces culled, nearest surface wins, 
   triangle walks its pixel centres and keeps the nearest triangle per pixel with a 32-bit atomic max of
   (depth, triangle id); one invocation per pixel of the mesh's rectangle interpolates the winner's colours.
   Mesa's llvmpipe sets up pipeline primitives one at a time on one thread (~150 ns each), so a face mesh of
-  ~150k pixel-sized triangles draws several times faster this way (``render/bench.py``).
+  ~150k pixel-sized triangles draws several times faster this way (``bench/render.py``).
 - ``"pipeline"``: the OpenGL 3.3 vertex/fragment pipeline, for contexts without compute shaders (macOS).
 
 ``"auto"`` takes compute when the context has it.

@@ -156,3 +156,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise OutputError(f"cannot write mesh file {path}: {err.strerror or err}") from err
+
+
+def export_mesh(mesh: Mesh, path: Path, y_up: bool) -> None:
+    """Write ``mesh`` as PLY when ``path`` ends in ``.ply`` (any case), else as OBJ."""
+    (write_ply if path.suffix.lower() == ".ply" else write_obj)(path, mesh, y_up=y_up)

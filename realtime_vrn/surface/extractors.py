@@ -1,4 +1,5 @@
-"""The CPU surface stage's implementations, one registry: the fastest that starts is used, a name insists.
+"""The surface stage's entry: :func:`open_surface` (CPU or GPU) and the CPU implementations, one registry: the
+fastest that starts is used, a name insists.
 
 - ``numba``   - :class:`~realtime_vrn.surface.marching.NumbaSurfaceExtractor`: marching cubes compiled with numba
   on the cubes the coarse grid says the surface crosses (the GPU kernel's tables and field); the default.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from realtime_vrn.config import SURFACE_KINDS
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.network import VRNConfig
 
@@ -60,3 +62,42 @@ def open_extractor(cfg: VRNConfig, name: str = "auto") -> Any:
             log.warning("surface extractor %s in use; %s", candidate, "; ".join(errors))
         return extractor
     raise BackendError("no CPU surface extractor starts: " + "; ".join(errors))
+
+
+def open_surface(kind: str, cfg: VRNConfig, backend: Any):
+    """The surface stage for ``backend``'s logits: a warmed-up CPU extractor (:func:`open_extractor`) or a
+    :class:`~realtime_vrn.surface.gpu.extractor.DeviceSurfaceExtractor` (GPU). ``kind``: auto, cpu (the fastest
+    CPU extractor), cuda, or a CPU extractor's name.
+
+    ``"auto"`` takes the GPU one when the backend keeps its logits on the GPU and CuPy works, the fastest CPU
+    one otherwise; ``"cuda"`` insists; ``"cpu"`` or a CPU extractor's name (``"numba"``, ``"skimage"``) never
+    touches CuPy (the GPU module is imported only here, and CuPy only when it opens).
+    """
+    if kind not in SURFACE_KINDS:
+        raise ConfigError(f"unknown surface stage {kind!r}; choose one of: {', '.join(SURFACE_KINDS)}")
+    on_device = bool(getattr(backend, "outputs_on_device", False))
+    if kind in EXTRACTORS:
+        return _cpu(cfg, kind)
+    if kind == "cpu" or (kind == "auto" and not on_device):
+        return _cpu(cfg, "auto")
+    if not on_device:
+        raise ConfigError(f"--surface cuda needs a backend that runs on the GPU (torch on CUDA, TensorRT); "
+                          f"{backend.describe()} returns its logits on the host. Use --backend torch --device cuda "
+                          "or --surface cpu.")
+    try:
+        from realtime_vrn.surface.gpu.extractor import DeviceSurfaceExtractor
+
+        extractor = DeviceSurfaceExtractor(cfg)
+    except Exception as err:  # noqa: BLE001 - no CuPy, no GPU for CuPy, NVRTC failure: all end here
+        if kind == "cuda":
+            raise ConfigError(f"the GPU surface stage cannot start: {err}") from err
+        log.warning("GPU surface stage unavailable (%s); marching cubes runs on the CPU", err)
+        return _cpu(cfg, "auto")
+    log.info("surface: marching cubes on the GPU (CuPy kernel), logits stay on the device")
+    return extractor
+
+
+def _cpu(cfg: VRNConfig, name: str):
+    extractor = open_extractor(cfg, name)
+    log.info("surface: marching cubes on the CPU (%s)", extractor.name)
+    return extractor

@@ -2,9 +2,9 @@
 
 :class:`NumbaSurfaceExtractor` has the :class:`~realtime_vrn.surface.extract.SurfaceExtractor` contract
 (``extract(logits) -> Mesh`` in the crop frame) and marches the same field as the GPU kernel
-(``kernels/marching_cubes.cu``) and its NumPy twin (:mod:`realtime_vrn.gpu.mc_twin`): the release's bilinear
+(``surface/gpu/marching_cubes.cu``) and its NumPy twin (:mod:`realtime_vrn.surface.gpu.mc_twin`): the release's bilinear
 upsample (align_corners=True) of every depth slice with the twin's float32 arithmetic, the tables of
-:mod:`realtime_vrn.gpu.mc_tables`, vertices linearly interpolated along the crossed edges, normals from the
+:mod:`realtime_vrn.surface.gpu.mc_tables`, vertices linearly interpolated along the crossed edges, normals from the
 central-difference gradient. One compiled pass per frame (:func:`_march`):
 
 1. the low-resolution cells whose 8 logits straddle 0 (logit > 0 is inside; one int64 of inside bits per
@@ -34,8 +34,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from realtime_vrn.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, triangle_table
-from realtime_vrn.gpu.mc_twin import linear_tables
+from realtime_vrn.surface.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, triangle_table
+from realtime_vrn.surface.gpu.mc_twin import linear_tables
 from realtime_vrn.model.network import VRNConfig
 
 from .extract import check_logits

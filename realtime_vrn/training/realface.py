@@ -325,7 +325,7 @@ class RealFaceRunner:
         self.weights, self.backend_name, self.device, self.face_model = Path(weights), backend, device, face_model
 
     def __enter__(self) -> "RealFaceRunner":
-        from realtime_vrn.backends.base import open_backend
+        from realtime_vrn.backends.registry import open_backend
         from realtime_vrn.landmarks import open_tracker
         from realtime_vrn.model.checkpoint import read_checkpoint_header
         from realtime_vrn.pipeline import Reconstructor

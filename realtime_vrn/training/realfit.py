@@ -363,7 +363,7 @@ def build_real_shards(sources: list[Path], out: str | Path, renders: str | Path 
     evaluation shard folder to vote the correspondence on (None: the packaged one). Returns counts."""
     from tqdm import tqdm
 
-    from realtime_vrn.landmarks.base import open_backend
+    from realtime_vrn.landmarks.registry import open_backend
     from realtime_vrn.training.dataset import config_json, stack_samples
     from realtime_vrn.training.skinbank import _frames, list_sources
     from realtime_vrn.training.synth import SynthConfig

@@ -263,7 +263,7 @@ def build_skin_bank(folders: list[Path], out: str | Path, *, frames_per_clip: in
     from tqdm import tqdm
 
     from realtime_vrn.fileio import write_atomic
-    from realtime_vrn.landmarks.base import open_backend
+    from realtime_vrn.landmarks.registry import open_backend
     from realtime_vrn.training.facemodel import FaceModel
 
     model = model or FaceModel.load()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from realtime_vrn.download import download
+from realtime_vrn.weights.download import download
 from realtime_vrn.weights.registry import home_dir
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def fetch(dest_dir: str | Path | None = None, url: str = URL, *, progress: bool 
     """Download the official Torch7 file into ``dest_dir`` (default :func:`downloads_dir`); return its path.
 
     Resumes an interrupted download, shows a progress bar, checks the size, and renames into place only when
-    complete (see :func:`realtime_vrn.download.download`). An existing complete file is not fetched again.
-    Raises :class:`realtime_vrn.download.DownloadError` (a WeightsError) naming the URL when it fails.
+    complete (see :func:`realtime_vrn.weights.download.download`). An existing complete file is not fetched again.
+    Raises :class:`realtime_vrn.weights.download.DownloadError` (a WeightsError) naming the URL when it fails.
     """
     dest = Path(dest_dir).expanduser() if dest_dir is not None else downloads_dir()
     return download(

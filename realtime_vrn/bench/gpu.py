@@ -1,6 +1,6 @@
 """GPU benchmark: the network on CUDA (FP32, FP16 + channels_last, + CUDA graph) and the CuPy marching cubes.
 
-``python -m realtime_vrn.gpu.bench --out FILE.json`` (scripts/gpu_check.sh runs it on a lent GPU machine).
+``python -m realtime_vrn.bench gpu --out FILE.json`` (scripts/gpu_check.sh runs it on a lent GPU machine).
 Each measurement checks correctness before timing it (FP16 against FP32 logits; the kernel against its NumPy
 twin and scikit-image), warms up, synchronises inside the timed region and reports median and p95 over many
 runs, next to the CPU references measured in the same run. Hardware and versions go into the JSON.
@@ -13,24 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from realtime_vrn.bench.environment import environment_info
+from realtime_vrn.bench.timing import summarize
+
 log = logging.getLogger(__name__)
 
 #: The issue's targets on the GPU machine, reported beside the measurements (never asserted here).
 TARGETS_MS = {"network_fp16_median_ms": 3.0, "marching_cubes_median_ms": 1.0}
 WARMUP = 20
-
-
-def summarize(samples_s: list[float]) -> dict[str, float]:
-    a = np.asarray(samples_s, np.float64) * 1e3
-    return {"median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)),
-            "min_ms": float(a.min()), "runs": int(a.size)}
 
 
 def time_calls(fn: Callable[[], Any], runs: int, warmup: int = WARMUP, sync: Callable[[], None] = lambda: None):
@@ -67,7 +63,7 @@ def bench_cpu_references(logits: np.ndarray, runs: int = 5) -> dict[str, Any]:
     """The NumPy twin (full grid and pre-upsample grid) and scikit-image on the full volume, on the CPU."""
     from realtime_vrn.surface.reference import reference_surface
 
-    from .mc_twin import marching_cubes_twin
+    from realtime_vrn.surface.gpu.mc_twin import marching_cubes_twin
 
     twin = marching_cubes_twin(logits)
     ref = reference_surface(logits)
@@ -88,8 +84,8 @@ def bench_marching_cubes(logits: np.ndarray, runs: int = 200) -> dict[str, Any]:
 
     from realtime_vrn.surface.reference import reference_surface
 
-    from .mc_cupy import CupyMarchingCubes
-    from .mc_twin import marching_cubes_twin
+    from realtime_vrn.surface.gpu.mc_cupy import CupyMarchingCubes
+    from realtime_vrn.surface.gpu.mc_twin import marching_cubes_twin
 
     twin = marching_cubes_twin(logits)
     device_logits = cp.asarray(logits)
@@ -216,8 +212,6 @@ def _time_compiled(net, crop, runs: int) -> dict[str, Any]:
 
 
 def run(out_path: Path, runs: int, cpu_only: bool, compile_model: bool) -> dict[str, Any]:
-    from realtime_vrn.bench import environment_info
-
     logits = face_logits()
     result: dict[str, Any] = {"environment": environment_info(), "targets_ms": TARGETS_MS}
     result["cpu_references"] = bench_cpu_references(logits)
@@ -239,7 +233,7 @@ def _guarded(fn: Callable[[], dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime_vrn.gpu.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m realtime_vrn.bench gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per GPU measurement")
     parser.add_argument("--cpu-only", action="store_true", help="only the CPU references (no GPU needed)")
@@ -249,7 +243,3 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.out, args.runs, args.cpu_only, args.compile)
     print(json.dumps(result, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

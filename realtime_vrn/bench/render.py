@@ -9,16 +9,14 @@ ellipse's analytic silhouette.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 
-import cv2
-import moderngl
 import numpy as np
 
-from ..surface.mesh import Mesh
-from .renderer import Renderer
+from realtime_vrn.bench.environment import environment_info
+from realtime_vrn.bench.timing import summarize
+from realtime_vrn.render.renderer import Renderer
+from realtime_vrn.surface.mesh import Mesh
 
 #: The issue's target: render + read-back of a 1280x720 overlay with a 150k-triangle mesh.
 TARGET_MS = 10.0
@@ -126,10 +124,7 @@ def benchmark_render(
             "vertices": int(len(mesh.vertices)),
             "warmup": warmup,
             "repeats": repeats,
-            "median_ms": float(np.median(times) * 1e3),
-            "p95_ms": float(np.percentile(times, 95) * 1e3),
-            "mean_ms": float(times.mean() * 1e3),
-            "min_ms": float(times.min() * 1e3),
+            **{k: v for k, v in summarize(times).items() if k != "count"},
             "silhouette_iou": iou,
             "target_ms": TARGET_MS,
             "gl_renderer": info["GL_RENDERER"],
@@ -139,7 +134,7 @@ def benchmark_render(
         if own:
             renderer.close()
     result["meets_target"] = result["median_ms"] <= TARGET_MS
-    result["environment"] = _environment()
+    result["environment"] = environment_info()
     return result
 
 
@@ -150,20 +145,12 @@ def _gradient_frame(width: int, height: int) -> np.ndarray:
     return np.stack(np.broadcast_arrays(x, y, (x + y) / 2), axis=-1).astype(np.uint8)
 
 
-def _environment() -> dict:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": None if load is None else load[0],
-        "python": platform.python_version(),
-        "moderngl": moderngl.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-    }
-
-
-if __name__ == "__main__":  # python -m realtime_vrn.render.bench
+def main(argv: list[str] | None = None) -> int:
+    """``python -m realtime_vrn.bench render``: print the default measurement as JSON."""
+    import argparse
     import json
 
+    argparse.ArgumentParser(prog="python -m realtime_vrn.bench render", description=__doc__.splitlines()[0]
+                            ).parse_args(argv)
     print(json.dumps(benchmark_render(), indent=2))
+    return 0

@@ -1,4 +1,5 @@
-"""Bounded latency statistics (median, p95) for the pipeline's stages."""
+"""Timing: the one summary of durations (median, p95) every benchmark reports, and the pipeline's bounded
+per-stage latency statistics built on it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import itertools
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -16,6 +17,18 @@ MAX_SAMPLES = 20_000
 #: Samples behind the on-screen figures (about 2 s at 30 FPS): what the user sees now, at a cost that does not
 #: grow with the run (the median of all kept samples, twice per stage per frame, took 3.8 ms once full).
 RECENT_SAMPLES = 64
+
+
+def summarize(samples_s: Iterable[float]) -> dict[str, float]:
+    """{median_ms, p95_ms, mean_ms, min_ms, count} of durations given in seconds (at least one)."""
+    a = np.fromiter(samples_s, dtype=np.float64) * 1e3
+    return {
+        "median_ms": float(np.median(a)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "mean_ms": float(a.mean()),
+        "min_ms": float(a.min()),
+        "count": int(a.size),
+    }
 
 
 class LatencyStats:
@@ -41,17 +54,8 @@ class LatencyStats:
                 into[stage] = elapsed
 
     def summary_ms(self) -> dict[str, dict[str, float]]:
-        """{stage: {median_ms, p95_ms, mean_ms, count}} over the kept samples."""
-        out = {}
-        for stage, values in self._samples.items():
-            a = np.fromiter(values, dtype=np.float64) * 1e3
-            out[stage] = {
-                "median_ms": float(np.median(a)),
-                "p95_ms": float(np.percentile(a, 95)),
-                "mean_ms": float(a.mean()),
-                "count": int(a.size),
-            }
-        return out
+        """{stage: :func:`summarize` of its kept samples}."""
+        return {stage: summarize(values) for stage, values in self._samples.items()}
 
     def recent_median_ms(self, stage: str, window: int = RECENT_SAMPLES) -> float | None:
         """Median in ms of the stage's last ``window`` samples (None before the first): O(window) per call."""

@@ -8,18 +8,14 @@ network is timed with each backend; rendering with a 150k-triangle mesh.
 
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
 import logging
-import os
-import platform
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from realtime_vrn.bench.environment import environment_info
 from realtime_vrn.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -34,56 +30,6 @@ TARGETS = {
     "surface_speedup_vs_skimage": 10.0,  # issue 14: the whole stage (iso-surface, colours, frame mapping)
     "surface_distance_voxels": 0.5,
 }
-PACKAGES = ("numpy", "torch", "onnxruntime", "openvino", "mediapipe", "opencv-contrib-python", "scikit-image",
-            "moderngl", "cupy-cuda12x", "cupy-cuda13x", "tensorrt")
-
-
-def cpu_name() -> str:
-    """The CPU model name (Linux /proc/cpuinfo), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment_info() -> dict[str, Any]:
-    """Hardware and versions for the benchmark JSON."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - informational only
-        pass
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "gpu": gpu,
-        "versions": versions,
-    }
 
 
 def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20, render: bool = False,
@@ -149,7 +95,7 @@ def _mediapipe_only(config: RunConfig, frames: int) -> dict:
     import time
 
     from realtime_vrn.pipeline import _open_source, _open_tracker
-    from realtime_vrn.stats import LatencyStats
+    from realtime_vrn.bench.timing import LatencyStats
 
     if config.landmarks is not None:
         return {"skipped": "landmarks were replayed from a recording (--landmarks): MediaPipe did not run"}
@@ -248,8 +194,8 @@ def _network_backends(config: RunConfig, backends: str, full_size: bool = False)
     """
     import tempfile
 
-    from realtime_vrn.backends.base import backend_names
-    from realtime_vrn.backends.bench import benchmark_backends
+    from realtime_vrn.backends.registry import backend_names
+    from realtime_vrn.bench.backends import benchmark_backends
     from realtime_vrn.weights.registry import resolve_weights
 
     names = backend_names() if backends == "all" else [b.strip() for b in backends.split(",") if b.strip()]
@@ -269,7 +215,7 @@ def _jitter(config: RunConfig) -> dict:
     """Surface jitter on a still real face (skimage's astronaut + sensor noise), smoothing off and on."""
     from skimage import data
 
-    from realtime_vrn.stability import measure_jitter
+    from realtime_vrn.bench.jitter import measure_jitter
     from realtime_vrn.weights.registry import resolve_weights
 
     weights = resolve_weights(config.model, config.weights)
@@ -322,7 +268,7 @@ def _timing_checkpoint(folder: Path) -> Path:
 
 
 def _render_reference() -> dict:
-    from realtime_vrn.render.bench import benchmark_render
+    from realtime_vrn.bench.render import benchmark_render
 
     r = benchmark_render()
     print(f"render: 1280x720 overlay, {r.get('triangles', '?')} triangles: median {r.get('median_ms', 0):.1f} ms, "

@@ -1,10 +1,10 @@
-"""Marching cubes on the GPU: ``kernels/marching_cubes.cu`` driven through ``cupy.RawModule``.
+"""Marching cubes on the GPU: ``marching_cubes.cu`` (beside this module) driven through ``cupy.RawModule``.
 
 :class:`CupyMarchingCubes` turns one frame's low-resolution logits ``(D, h, w)`` float32 (on the GPU: a CuPy
 array or a torch CUDA tensor, shared without a copy through DLPack) into an indexed mesh that stays on the GPU
 (:class:`DeviceMesh`), evaluating the bilinear upsample (the release's x4, x2 after the refinement head) on the
 fly. Phases, output order and
-coordinate frame are those of the NumPy twin, :mod:`realtime_vrn.gpu.mc_twin`, which it equals (indices
+coordinate frame are those of the NumPy twin, :mod:`realtime_vrn.surface.gpu.mc_twin`, which it equals (indices
 exactly, positions to 1e-5).
 
 Per frame: five kernel launches and three ``cupy.cumsum`` scans on the current CuPy stream, all into buffers
@@ -23,13 +23,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .mc_tables import EDGE_AXIS, EDGE_OWNER, ROW, triangle_counts, triangle_table
 from .mc_twin import RELEASE_UPSAMPLE, make_grid
-from .resources import shipped_file
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python >= 3.11; only an annotation here
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,13 @@ def import_cupy():
     return cupy
 
 
+def kernel_file() -> Traversable:
+    """The CUDA source, package data beside this module (found with importlib.resources, like the shaders)."""
+    return resources.files(__package__).joinpath(KERNEL_FILE)
+
+
 def kernel_source() -> str:
-    return shipped_file("kernels", KERNEL_FILE).read_text(encoding="utf-8")
+    return kernel_file().read_text(encoding="utf-8")
 
 
 class CupyRuntime:
@@ -221,7 +229,7 @@ class CupyMarchingCubes:
         return DeviceMesh(b["positions"][:n_verts], b["faces"][:n_faces], b["normals"][:n_verts], rt.xp)
 
     def phases(self, logits) -> dict[str, np.ndarray]:
-        """Every phase's output on the host, named as :class:`~realtime_vrn.gpu.mc_twin.TwinResult` (tests)."""
+        """Every phase's output on the host, named as :class:`~realtime_vrn.surface.gpu.mc_twin.TwinResult` (tests)."""
         mesh = self.extract(logits)
         b, host = self._buf, self._runtime.to_host
         n_active = int(host(b["totals"])[2])

@@ -1,4 +1,4 @@
-"""NumPy twin of the CUDA marching cubes (``kernels/marching_cubes.cu``): same phases, tables, arithmetic, order.
+"""NumPy twin of the CUDA marching cubes (``marching_cubes.cu``): same phases, tables, arithmetic, order.
 
 It runs in CI, where no GPU exists, and is what the kernel is compared with on a GPU machine (indices exactly,
 positions to 1e-5). Vectorised (no Python loop over cells), but written for fidelity to the kernel, not speed.

@@ -1,10 +1,10 @@
 // Marching cubes on the VRN's low-resolution logits, with the release's bilinear x4 upsample
 // (align_corners=True) evaluated on the fly: the full (D, H, W) volume is never stored.
 //
-// Loaded by realtime_vrn/gpu/mc_cupy.py with cupy.RawModule and compiled with --fmad=false, so that every
-// float operation rounds exactly like its NumPy twin, realtime_vrn/gpu/mc_twin.py, which documents the
+// Loaded by realtime_vrn/surface/gpu/mc_cupy.py with cupy.RawModule and compiled with --fmad=false, so that every
+// float operation rounds exactly like its NumPy twin, realtime_vrn/surface/gpu/mc_twin.py, which documents the
 // phases, the output order and the coordinate frame. The exclusive scans between the phases are
-// cupy.cumsum calls. The lookup tables (realtime_vrn/gpu/mc_tables.py) are passed in as device arrays.
+// cupy.cumsum calls. The lookup tables (realtime_vrn/surface/gpu/mc_tables.py) are passed in as device arrays.
 //
 // Every kernel is a grid-stride loop over independent items (no shared memory, no atomics, no
 // __syncthreads), so any launch configuration gives the same result, and the file also compiles as plain

@@ -13,7 +13,7 @@ from typing import Any
 
 from realtime_vrn.config import RunConfig, output_kind
 from realtime_vrn.errors import ConfigError, OutputError
-from realtime_vrn.stats import LatencyStats
+from realtime_vrn.bench.timing import LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class MeshWriter:
         self._thread.start()
 
     def _work(self) -> None:
-        from realtime_vrn.pipeline import export_mesh
+        from realtime_vrn.surface.export import export_mesh
 
         while True:
             item = self._queue.get()

@@ -3,7 +3,7 @@
 Small on purpose: TensorRT cannot be installed on our development machines, CI or the lent GPU machine, so
 this module follows the documented API closely and nothing else (named I/O tensors, ``build_serialized_network``,
 ``deserialize_cuda_engine``, ``set_tensor_address`` + ``execute_async_v3``). Engine recipes and the engine cache
-are :mod:`realtime_vrn.engines`, tested without TensorRT.
+are :mod:`realtime_vrn.backends.tensorrt.engines`, tested without TensorRT.
 
 Device buffers are torch tensors (torch is a core dependency and already owns the CUDA context); the engine
 runs on a torch stream, so a caller on the GPU path can hand a CUDA tensor in and get one out
@@ -46,7 +46,7 @@ def import_tensorrt():
 
 def build_serialized_engine(trt, onnx_path: Path, recipe) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine as ``recipe`` says (TensorRT 10 or 11)."""
-    from realtime_vrn.engines import EngineError
+    from realtime_vrn.backends.tensorrt.engines import EngineError
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -86,7 +86,7 @@ class TensorRTBackend(InferenceBackend):
         trt = import_tensorrt()
         import torch
 
-        from realtime_vrn.engines import EngineError
+        from realtime_vrn.backends.tensorrt.engines import EngineError
         from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME
 
         device = _cuda_device(torch, self.device)
@@ -197,7 +197,7 @@ def prepare_engine(checkpoint: Path, recipe_name: str = "fp16-b1", device=None, 
     trt = import_tensorrt()
     import torch
 
-    from realtime_vrn.engines import load_or_build, load_recipe, needs_fp16_onnx
+    from realtime_vrn.backends.tensorrt.engines import load_or_build, load_recipe, needs_fp16_onnx
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.model.export import cached_onnx
 

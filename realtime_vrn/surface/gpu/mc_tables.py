@@ -16,7 +16,7 @@ of ``k`` crossings becomes ``k - 2`` triangles with no diagonal on a cell face (
 Segments are directed so that every triangle is wound with ``cross(v1 - v0, v2 - v0)`` pointing from the
 inside (logit > 0) to the outside, in (x, y, z).
 
-The tables are computed once (~0.1 s) and uploaded to the GPU by :mod:`realtime_vrn.gpu.mc_cupy`, so the
+The tables are computed once (~0.1 s) and uploaded to the GPU by :mod:`realtime_vrn.surface.gpu.mc_cupy`, so the
 kernel and the twin cannot disagree about them.
 """
 

@@ -7,7 +7,7 @@ up to :data:`BLOCK_RUNS` timed ones each), so drifting load on a shared machine 
 hold, while the untimed call absorbs the previous runtime's worker threads winding down. The input is a real
 face: skimage's astronaut photo, cropped to about the VRN crop and resized to the model's input size.
 
-Used by the benchmark CLI; also ``python -m realtime_vrn.backends.bench CHECKPOINT [--backends a,b] [--runs N]``.
+Used by the benchmark CLI; also ``python -m realtime_vrn.bench backends CHECKPOINT [--backends a,b] [--runs N]``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from realtime_vrn.bench import cpu_name
+from realtime_vrn.bench.environment import environment_info
+from realtime_vrn.bench.timing import summarize
 
 #: Calls per backend before timing (first-call allocations, OpenVINO/ORT lazy kernel selection).
 WARMUP_RUNS = 3
@@ -64,7 +64,7 @@ def benchmark_backends(
     """
     import torch
 
-    from realtime_vrn.backends.base import backend_names, open_backend
+    from realtime_vrn.backends.registry import backend_names, open_backend
     from realtime_vrn.model.checkpoint import load_checkpoint, model_from_checkpoint
     from realtime_vrn.model.network import count_parameters
 
@@ -83,7 +83,7 @@ def benchmark_backends(
         "sha256": ckpt.sha256,
         "config": json.loads(cfg.to_json()),
         "parameters": count_parameters(net),
-        "environment": environment(),
+        "environment": environment_info(),
         "device": device,
         "runs": runs,
         "warmup": warmup,
@@ -130,40 +130,14 @@ def benchmark_backends(
             backend.close()
 
     for name, samples in times.items():
-        ms = np.asarray(samples) * 1e3
-        result["backends"][name].update(
-            median_ms=round(float(np.median(ms)), 2),
-            p95_ms=round(float(np.percentile(ms, 95)), 2),
-            min_ms=round(float(ms.min()), 2),
-        )
+        summary = summarize(samples)
+        result["backends"][name].update({k: round(summary[k], 2) for k in ("median_ms", "p95_ms", "min_ms")})
     torch_ms = result["backends"].get("torch", {}).get("median_ms")
     if torch_ms:
         for entry in result["backends"].values():
             if "median_ms" in entry:
                 entry["vs_torch"] = round(torch_ms / entry["median_ms"], 2)  # > 1: faster than torch
     return result
-
-
-def environment() -> dict[str, Any]:
-    """Hardware and library versions for a benchmark record."""
-    from importlib import metadata
-
-    from realtime_vrn.backends.common import cpu_threads
-
-    versions = {}
-    for package in ("numpy", "torch", "onnxruntime", "openvino"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cores_available": cpu_threads(),
-        "versions": versions,
-    }
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -186,7 +160,7 @@ def _ratio(entry: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime_vrn.backends.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m realtime_vrn.bench backends", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--backends", type=lambda s: [n for n in s.split(",") if n], default=None)
     parser.add_argument("--runs", type=int, default=20)
@@ -198,7 +172,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from realtime_vrn.backends.tensorrt_backend import prepare_engine
+    from realtime_vrn.backends.tensorrt.backend import prepare_engine
     from realtime_vrn.errors import BackendError
     from realtime_vrn.weights.registry import resolve_weights
 
@@ -34,7 +34,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
-    from realtime_vrn.engines import list_recipes
+    from realtime_vrn.backends.tensorrt.engines import list_recipes
 
     for name, r in sorted(list_recipes().items()):
         print(f"{name:<10} {r.precision}  batch {r.batch}  workspace {r.workspace_mib} MiB  {r.description}")

@@ -1,7 +1,7 @@
 """TensorRT engines: the recipes they are built from and the cache that keeps them.
 
-A **recipe** (``engines/recipes/<name>.json`` in the repository, ``realtime_vrn/engine_recipes/`` once installed;
-documented in ``engines/README.md``) says how to build an engine from our ONNX export
+A **recipe** (``recipes/<name>.json`` beside this module, package data read with ``importlib.resources``;
+documented in ``README.md`` here) says how to build an engine from our ONNX export
 (:func:`realtime_vrn.model.export.cached_onnx`): batch, precision, builder workspace and optimisation level, and
 which output the engine has. The input size and depth come from the checkpoint's configuration.
 
@@ -15,7 +15,7 @@ file's own SHA-256. On load:
 - an engine without a readable sidecar, or whose checksum differs -> **corrupt**: :class:`EngineError`, whose
   message names the file and the command that rebuilds it. Nothing is deleted behind the user's back.
 
-Building needs TensorRT and a GPU (:mod:`realtime_vrn.backends.tensorrt_backend` passes its builder in); the
+Building needs TensorRT and a GPU (:mod:`realtime_vrn.backends.tensorrt.backend` passes its builder in); the
 recipe and cache logic here needs neither, which is what the CPU tests exercise.
 
 Precision across TensorRT versions: 10.x builds FP16 from the float32 ONNX with ``BuilderFlag.FP16`` (weak
@@ -31,11 +31,11 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
 from realtime_vrn.errors import BackendError, ConfigError
-from realtime_vrn.gpu.resources import shipped_dir
 from realtime_vrn.model.checkpoint import file_sha256
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.fileio import write_atomic
@@ -59,7 +59,7 @@ class EngineError(BackendError):
 
 @dataclass(frozen=True)
 class EngineRecipe:
-    """How to build one engine. Loaded from JSON; every field is checked (see engines/README.md)."""
+    """How to build one engine. Loaded from JSON; every field is checked (see README.md beside this module)."""
 
     name: str
     precision: str = "fp16"
@@ -103,7 +103,8 @@ class EngineRecipe:
 
 
 def recipes_dir() -> Path:
-    return shipped_dir("engine_recipes")
+    """The shipped recipes: package data beside this module (a folder on disk; wheels install unzipped)."""
+    return Path(str(resources.files(__package__).joinpath("recipes")))
 
 
 def list_recipes() -> dict[str, EngineRecipe]:

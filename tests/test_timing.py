@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime_vrn.stats import RECENT_SAMPLES, LatencyStats
+from realtime_vrn.bench.timing import RECENT_SAMPLES, LatencyStats
 
 
 def test_recent_median_follows_the_last_samples_while_the_run_median_keeps_all():
