@@ -102,14 +102,9 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 #: Cycles left on purpose, each with the reason; the list must match exactly (a new cycle fails, and so does a
-#: fixed one still listed). training/ was off limits to the restructuring of issue 15 while its real-face model
-#: work was in progress; its sub-package split (issue 15, point 4) removes these.
-KNOWN_CYCLES = {
-    ("realtime_vrn.training.annotate", "realtime_vrn.training.dataset"):
-        "annotate imports dataset (shards) lazily, dataset imports annotate's sidecar helpers",
-    ("realtime_vrn.training.skinbank", "realtime_vrn.training.synth"):
-        "skinbank borrows synth's mesh helpers lazily, synth loads the skin bank lazily",
-}
+#: fixed one still listed). Empty: issue 15 removed the last ones (training's shard layout and mesh helpers got
+#: modules of their own).
+KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
 
 
 def _cycle_report(cycles: list[list[str]]) -> str:

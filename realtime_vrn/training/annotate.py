@@ -20,16 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime_vrn.training.shards import load_shard, shard_files, sidecar_path
+
 log = logging.getLogger(__name__)
 
 #: The crop is shown to MediaPipe this many times larger (96 px -> 384 px).
 UPSCALE = 4
-SIDECAR_SUFFIX = ".mp.npz"
-
-
-def sidecar_path(shard: Path) -> Path:
-    """shard-K.npz -> shard-K.mp.npz."""
-    return shard.with_name(shard.stem + SIDECAR_SUFFIX)
 
 
 def crop_landmarks(tracker, crop_rgb: np.ndarray, upscale: int = UPSCALE) -> np.ndarray:
@@ -52,7 +48,6 @@ def annotate_shards(folder: str | Path, progress: bool = True, overwrite: bool =
     from tqdm import tqdm
 
     from realtime_vrn.landmarks import open_tracker
-    from realtime_vrn.training.dataset import load_shard, shard_files
 
     folder = Path(folder)
     shards = shard_files(folder)

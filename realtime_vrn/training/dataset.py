@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from realtime_vrn.model.guidance import mediapipe_depth_map
 from realtime_vrn.training.annotate import depth_points, mediapipe_points68
 from realtime_vrn.training.facemodel import FaceModel
+from realtime_vrn.training.shards import load_shard, shard_files, sidecar_path
 from realtime_vrn.training.synth import SynthConfig, SynthGenerator, SynthSample
 
 log = logging.getLogger(__name__)
@@ -112,18 +113,6 @@ def write_shards(out_dir: str | Path, cfg: SynthConfig, first_seed: int, count: 
     return paths
 
 
-def shard_files(folder: str | Path) -> list[Path]:
-    """The finished ``shard-K.npz`` files of a folder, sorted (not ``.tmp`` files being written, not the
-    ``shard-K.mp.npz`` MediaPipe sidecars)."""
-    return [p for p in sorted(Path(folder).glob("shard-*.npz")) if ".tmp" not in p.name
-            and not p.name.endswith(".mp.npz")]
-
-
-def load_shard(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as d:
-        return {k: d[k] for k in d.files}
-
-
 def measure_samples_per_second(cfg: SynthConfig, n: int = 20) -> float:
     """Render ``n`` samples in this process (after one warm-up) and return samples/s."""
     with SynthGenerator(cfg) as gen:
@@ -191,8 +180,6 @@ class ShardDataset(Dataset):
         """Load shards that appeared since the last call (a renderer may still be writing). Returns new count."""
         new = [p for p in shard_files(self.folder) if p not in self.files]
         if self.points == "mediapipe" or self.mp_depth:  # shards still waiting for `data annotate` come later
-            from realtime_vrn.training.annotate import sidecar_path
-
             ready = [p for p in new if sidecar_path(p).is_file()]
             if new and not ready and not self.files:
                 _mediapipe_points(new[0], 0)  # raises: says how to annotate
@@ -240,8 +227,6 @@ class ShardDataset(Dataset):
 
 def _mediapipe_points(shard: Path, count: int) -> np.ndarray:
     """(count, 478, 3) float32 MediaPipe crop points of a shard from its sidecar (NaN: no face)."""
-    from realtime_vrn.training.annotate import sidecar_path
-
     side = sidecar_path(shard)
     if not side.is_file():
         raise FileNotFoundError(f"{shard.name} has no MediaPipe sidecar {side.name}: run "

@@ -54,7 +54,8 @@ def shade_mesh(vertices: np.ndarray, faces: np.ndarray, size: int, yaw_deg: floa
     """Grey shaded render (size, size, 3) uint8 RGB of a crop-frame mesh (x, y crop px, z = depth index * 0.5,
     larger z nearer), seen from the front (yaw 0) or turned by ``yaw_deg`` about the vertical axis through its
     centroid. Normals are recomputed in the camera frame (x right, y up, z towards the viewer)."""
-    from realtime_vrn.training.synth import SynthRasteriser, vertex_normals
+    from realtime_vrn.training.meshops import vertex_normals
+    from realtime_vrn.training.synth import SynthRasteriser
 
     if len(faces) == 0:
         return np.zeros((size, size, 3), np.uint8)

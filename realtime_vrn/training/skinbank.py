@@ -78,7 +78,7 @@ class Baker:
     """The posed-and-warped ICT skin vertices for one face's 68 points, and their colours in that image."""
 
     def __init__(self, model) -> None:
-        from realtime_vrn.training.synth import _vertex_adjacency, vertex_normals
+        from realtime_vrn.training.meshops import vertex_adjacency, vertex_normals
 
         self.ids = np.concatenate([model.part(p) for p in SKIN_PARTS]).astype(np.int32)
         remap = np.full(model.neutral.shape[0], -1, np.int64)
@@ -88,7 +88,7 @@ class Baker:
         self.vertices = model.neutral[self.ids].astype(np.float64)
         self.normals = vertex_normals(self.vertices.astype(np.float32), self.faces).astype(np.float64)
         self.landmarks = model.neutral[model.landmarks68].astype(np.float64)
-        self.adjacency = _vertex_adjacency(self.faces, self.ids.size)
+        self.adjacency = vertex_adjacency(self.faces, self.ids.size)
         self.is_face = np.isin(self.ids, model.part("face"))
         edges = np.linalg.norm(self.vertices[self.faces[:, 0]] - self.vertices[self.faces[:, 1]], axis=1)
         self.spacing_cm = float(np.median(edges))
@@ -133,9 +133,9 @@ class Baker:
         return cand & (facing >= MIN_FACING) & (depth >= front[key] - tolerance)
 
     def smooth(self, values: np.ndarray, iterations: int) -> np.ndarray:
-        from realtime_vrn.training.synth import _smooth
+        from realtime_vrn.training.meshops import smooth_values
 
-        return _smooth(values, self.adjacency, iterations)
+        return smooth_values(values, self.adjacency, iterations)
 
     def fill(self, colour: np.ndarray, known: np.ndarray, rounds: int = 400) -> np.ndarray:
         """Unknown vertices take the mean of their known neighbours, round after round; leftovers the median."""

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import sparse
 
 from realtime_vrn.training.facemodel import FaceModel
+from realtime_vrn.training.meshops import smooth_values, vertex_adjacency, vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -149,26 +150,6 @@ class SynthSample:
 # ------------------------------------------------------------------------------------------- mesh assets
 
 
-def _part_slice(model: FaceModel, name: str) -> slice:
-    first, last = model.groups[name]
-    return slice(first, last + 1)
-
-
-def _vertex_adjacency(faces: np.ndarray, n: int) -> sparse.csr_matrix:
-    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
-    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
-    a = sparse.csr_matrix((np.ones(i.size, np.float32), (i, j)), shape=(n, n))
-    a.data[:] = 1.0
-    deg = np.asarray(a.sum(1)).ravel() + 1.0
-    return sparse.diags(1.0 / deg) @ (a + sparse.identity(n, format="csr"))
-
-
-def _smooth(values: np.ndarray, adjacency: sparse.csr_matrix, iterations: int) -> np.ndarray:
-    for _ in range(iterations):
-        values = adjacency @ values
-    return values
-
-
 def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
     """Distance (P,) of 2D points (P, 2) to a polyline (L, 2)."""
     best = np.full(points.shape[0], np.inf, np.float32)
@@ -225,14 +206,14 @@ class FaceAssets:
         render_faces = remap[model.faces[keep]].astype(np.int32)
         rv = n[render]
 
-        adjacency = _vertex_adjacency(render_faces, render.size)
+        adjacency = vertex_adjacency(render_faces, render.size)
         lm = n[model.landmarks68]
         from skimage.measure import points_in_poly
 
         front = rv[:, 2] > lm[:, 2].min() - 2.0
         is_face = part_id == 0
         lips = points_in_poly(rv[:, :2], lm[48:60, :2]) & front & is_face
-        lip_weight = np.clip(_smooth(lips.astype(np.float32), adjacency, 3) * 1.3, 0, 1).astype(np.float32)
+        lip_weight = np.clip(smooth_values(lips.astype(np.float32), adjacency, 3) * 1.3, 0, 1).astype(np.float32)
         brow_line = lambda idx: lm[idx, :2] + np.array([0.0, 0.25], np.float32)  # noqa: E731
         brow = np.minimum(_polyline_distance(rv[:, :2], brow_line(range(17, 22))),
                           _polyline_distance(rv[:, :2], brow_line(range(22, 27))))
@@ -342,16 +323,6 @@ class Camera:
             depth = float(self.t @ self.axis) - c @ self.axis
         z = depth * (self.focal / dist)
         return np.column_stack([x, y, z]).astype(np.float32)
-
-
-def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (V, 3) float32 of a triangle mesh in a right-handed frame."""
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        for c in range(3):
-            n[:, c] += np.bincount(f[:, k], weights=fn[:, c], minlength=len(v))
-    return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------- rasteriser
