@@ -333,7 +333,8 @@ def _shader(name: str) -> str:
 
 
 class SynthRasteriser:
-    """moderngl (headless EGL) renderer of the colour pass and of the volume's depth maps. A context manager."""
+    """moderngl renderer of the colour pass and of the volume's depth maps, in the renderer's headless context
+    (:func:`realtime_vrn.render.context.create_offscreen_context`). A context manager."""
 
     def __init__(self, size: int, supersample: int) -> None:
         self.size, self.supersample = size, supersample
@@ -349,12 +350,9 @@ class SynthRasteriser:
     def open(self) -> None:
         if self._ctx is not None:
             return
-        import moderngl
+        from realtime_vrn.render.context import create_offscreen_context
 
-        from realtime_vrn.render.context import import_llvm_packages_first
-
-        import_llvm_packages_first()  # Triton (CUDA torch wheels) segfaults when imported after llvmpipe's LLVM
-        ctx = moderngl.create_standalone_context(backend="egl")
+        ctx = create_offscreen_context()  # the renderer's: EGL on Linux, Triton imported first, DisplayError
         self._ctx = ctx
         self._face = ctx.program(vertex_shader=_shader("synth_face.vert"), fragment_shader=_shader("synth_face.frag"))
         self._depth = ctx.program(vertex_shader=_shader("synth_depth.vert"),
