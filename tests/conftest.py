@@ -14,6 +14,10 @@ TESTS = Path(__file__).resolve().parent
 FACES = TESTS / "data" / "faces"
 #: The team's shared data: REALTIME_VRN_SHARED, else ../shared beside the checkout.
 SHARED = Path(os.environ.get("REALTIME_VRN_SHARED") or TESTS.parents[1] / "shared")
+# The package bakes in no shared path: it reads REALTIME_VRN_SHARED (training/facemodel.py). Tests run from a
+# checkout beside ../shared find it there too (subprocesses inherit it).
+if SHARED.is_dir():
+    os.environ.setdefault("REALTIME_VRN_SHARED", str(SHARED))
 
 
 def _has_cuda() -> bool:
@@ -38,8 +42,8 @@ SHARED_DATA_REASONS = ("shared data", "ICT face model missing", "reference dump 
 
 
 def pytest_configure(config):
-    # Triton (PyPI's CUDA torch) before any OpenGL context: code outside render/ (training's synthetic data)
-    # makes EGL contexts itself, and a later torch.export would segfault (see render.context.LLVM_PACKAGES).
+    # Triton (PyPI's CUDA torch) before any OpenGL context of the session, whichever test makes the first one: a
+    # later torch.export would segfault (see render.context.LLVM_PACKAGES).
     from realtime_vrn.render.context import import_llvm_packages_first
 
     import_llvm_packages_first()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime_vrn.training.facemodel import DEFAULT_NPZ, FaceModel, FaceModelError, convert_facexmodel
+from realtime_vrn.training.facemodel import FaceModel, FaceModelError, convert_facexmodel, default_npz
 
-RAW_SAMPLE = DEFAULT_NPZ.parent / "raw-sample"
-pytestmark = pytest.mark.skipif(not DEFAULT_NPZ.is_file(), reason=f"ICT face model not at {DEFAULT_NPZ}")
+RAW_SAMPLE = default_npz().parent / "raw-sample"
+pytestmark = pytest.mark.skipif(not default_npz().is_file(), reason=f"ICT face model not at {default_npz()}")
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ import pytest
 import scipy.io
 from scipy.spatial import Delaunay
 
-from realtime_vrn.training.facemodel import DEFAULT_NPZ
+from realtime_vrn.training.facemodel import default_npz
 from realtime_vrn.training.realface import (INNER, MeanFace, RealFaceError, bucket_of, landmark_nme3d,
                                             load_real_folder, mediapipe_surface,
                                             sample_front, surface_errors)
 
-needs_face_model = pytest.mark.skipif(not DEFAULT_NPZ.is_file() and os.environ.get("CI") != "true",
-                                      reason=f"ICT face model not at {DEFAULT_NPZ} (shared data)")
+needs_face_model = pytest.mark.skipif(not default_npz().is_file() and os.environ.get("CI") != "true",
+                                      reason=f"ICT face model not at {default_npz()} (shared data)")
 
 
 @pytest.fixture(scope="module")

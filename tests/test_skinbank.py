@@ -13,11 +13,11 @@ from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
 
 @pytest.fixture(scope="module")
 def model():
-    from realtime_vrn.training.facemodel import DEFAULT_NPZ, FaceModel
+    from realtime_vrn.training.facemodel import default_npz, FaceModel
 
-    if not DEFAULT_NPZ.is_file():
-        pytest.skip(f"ICT face model missing at {DEFAULT_NPZ} (shared data)")
-    return FaceModel.load(DEFAULT_NPZ)
+    if not default_npz().is_file():
+        pytest.skip(f"ICT face model missing at {default_npz()} (shared data)")
+    return FaceModel.load(default_npz())
 
 
 @pytest.fixture(scope="module")

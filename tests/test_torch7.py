@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from realtime_vrn.errors import WeightsError
-from realtime_vrn.training.facemodel import SHARED_DIR
 from realtime_vrn.model.checkpoint import load_checkpoint, load_model
 from realtime_vrn.model.network import ImageNorm, VRNConfig, count_parameters
 from realtime_vrn.weights import official, registry, selfcheck
@@ -31,6 +30,7 @@ from realtime_vrn.weights.torch7 import (
     read_t7_tree,
     release_layout,
 )
+from conftest import SHARED
 from torch7_writer import (
     T7Family,
     Tensor,
@@ -44,7 +44,7 @@ from torch7_writer import (
 
 torchfile = pytest.importorskip("torchfile")
 
-REFERENCE_DUMP = SHARED_DIR / "reference" / "vrn" / "t7-layer-dump.txt"
+REFERENCE_DUMP = SHARED / "reference" / "vrn" / "t7-layer-dump.txt"
 #: The released structure (2 stacks, 4 levels, 6/9 blocks: all 1339 modules) with few channels and a small input.
 SMALL = T7Family(input_size=64, features=16, depth_bins=8)
 SMALL_CFG = VRNConfig(**dataclasses.asdict(SMALL))

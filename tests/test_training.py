@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +15,10 @@ from realtime_vrn.model.network import VRN, VRNConfig
 from realtime_vrn.training import volumes
 from realtime_vrn.training.dataset import FLIP_68, to_training_item
 from realtime_vrn.training.evaluate import dense_nme, landmark_nme, summarise, SampleResult
-from realtime_vrn.training.facemodel import DEFAULT_NPZ
+from realtime_vrn.training.facemodel import default_npz
 from realtime_vrn.training.train import TrainConfig, learning_rate, voxel_loss
 
-needs_face_model = pytest.mark.skipif(not DEFAULT_NPZ.is_file(), reason=f"ICT face model not at {DEFAULT_NPZ}")
+needs_face_model = pytest.mark.skipif(not default_npz().is_file(), reason=f"ICT face model not at {default_npz()}")
 TINY = VRNConfig(input_size=32, features=16, stacks=1, levels=1, branch_blocks=1, inner_branch_blocks=1,
                  depth_bins=24)
 
@@ -362,7 +364,7 @@ def test_face_solid_is_closed():
 
 @pytest.fixture(scope="module")
 def generator():
-    if not DEFAULT_NPZ.is_file():
+    if not default_npz().is_file():
         pytest.skip("ICT face model missing")
     from realtime_vrn.training.synth import SynthConfig, SynthGenerator
 
@@ -545,3 +547,29 @@ def test_landmarks_hidden_behind_the_face_are_not_scored():
     lm[:10, 2] = 4.0                                # hidden 6 px behind the surface
     vis = visible_landmarks(front, lm)
     assert vis.sum() == 58 and not vis[:10].any()
+
+
+def test_the_face_model_path_comes_from_the_environment_or_the_caller(monkeypatch, tmp_path):
+    """No shared path is baked into the package: without REALTIME_VRN_SHARED and without a path, one clear error
+    that says what to set; with it, the model is looked for inside that folder."""
+    from realtime_vrn.training import facemodel
+    from realtime_vrn.training.facemodel import FaceModel, FaceModelError, default_npz
+
+    monkeypatch.delenv("REALTIME_VRN_SHARED", raising=False)
+    with pytest.raises(FaceModelError, match="set REALTIME_VRN_SHARED"):
+        FaceModel.load()
+    assert facemodel.DEFAULT_NPZ is None
+    with pytest.raises(FaceModelError, match="set REALTIME_VRN_SHARED"):
+        FaceModel.load(facemodel.DEFAULT_NPZ)
+    monkeypatch.setenv("REALTIME_VRN_SHARED", str(tmp_path))
+    assert default_npz() == tmp_path / "data" / "ict-facekit" / "ict_face_model.npz"
+    with pytest.raises(FaceModelError, match="not found at .*ict_face_model.npz"):
+        FaceModel.load()
+
+
+def test_the_package_names_no_shared_folder():
+    """Shipped code reads the shared data's place from REALTIME_VRN_SHARED, never from a path beside the checkout."""
+    package = Path(__file__).resolve().parents[1] / "realtime_vrn"
+    offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
+                 if re.search(r"""parents\[\d\]\s*/\s*["']shared["']""", p.read_text(encoding="utf-8"))]
+    assert not offenders

@@ -6,7 +6,7 @@ left::
     vertices = neutral + sum_i w_id[i] * identity_modes[i] + sum_j w_ex[j] * expression_modes[j]
 
 with identity weights drawn from N(0, 1) and expression weights in [0, 1]. The ``.npz`` layout is described in
-``../shared/data/ict-facekit/README.md``; :func:`convert_facexmodel` rebuilds it from the public release's
+``data/ict-facekit/README.md`` of the team's shared data (``REALTIME_VRN_SHARED``); :func:`convert_facexmodel` rebuilds it from the public release's
 ``FaceXModel/`` folder (OBJ files + ``vertex_indices.json``).
 """
 
@@ -25,10 +25,11 @@ from realtime_vrn.errors import VRNError
 
 log = logging.getLogger(__name__)
 
-#: The team's shared data folder: ``REALTIME_VRN_SHARED`` if set, else ``../shared`` beside the checkout.
-SHARED_DIR = Path(os.environ.get("REALTIME_VRN_SHARED") or Path(__file__).resolve().parents[3] / "shared")
-#: Default location of the converted model (``<shared>/data/ict-facekit``).
-DEFAULT_NPZ = SHARED_DIR / "data" / "ict-facekit" / "ict_face_model.npz"
+#: The environment variable naming the team's shared data folder, where the converted model is looked for when no
+#: path is given (``<shared>/data/ict-facekit/ict_face_model.npz``). The package bakes in no location of its own.
+SHARED_ENV = "REALTIME_VRN_SHARED"
+#: Where the converted model lies inside the shared data folder.
+SHARED_NPZ = Path("data", "ict-facekit", "ict_face_model.npz")
 
 #: Vertex ranges (inclusive) of the parts of the ICT mesh, as listed in ICT-FaceKit's README ("Model details").
 PART_RANGES: tuple[tuple[str, int, int], ...] = (
@@ -59,6 +60,30 @@ class FaceModelError(VRNError):
     """The face model file or folder is missing or malformed."""
 
 
+def shared_dir() -> Path:
+    """The team's shared data folder, from :data:`SHARED_ENV`. FaceModelError (saying what to set) without it."""
+    value = os.environ.get(SHARED_ENV, "").strip()
+    if not value:
+        raise FaceModelError(f"no face model given and {SHARED_ENV} is not set: set {SHARED_ENV} to the shared data "
+                             f"folder (the one holding {SHARED_NPZ.as_posix()}) or pass the path of "
+                             "ict_face_model.npz (e.g. `realtime-vrn data render --face-model FILE`)")
+    return Path(value).expanduser()
+
+
+def default_npz() -> Path:
+    """The converted model in the shared data folder (:func:`shared_dir`): the default of :meth:`FaceModel.load`."""
+    return shared_dir() / SHARED_NPZ
+
+
+def __getattr__(name: str):
+    """``DEFAULT_NPZ``, the module constant of old, read from the environment when used: the shared model's path,
+    or None without ``REALTIME_VRN_SHARED`` (so ``FaceModel.load(path or DEFAULT_NPZ)`` still raises the error of
+    :func:`shared_dir`). New code passes the path or None to :meth:`FaceModel.load`."""
+    if name == "DEFAULT_NPZ":
+        return default_npz() if os.environ.get(SHARED_ENV, "").strip() else None
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @dataclass(frozen=True)
 class FaceModel:
     """The ICT linear face model. Arrays as in the ``.npz`` (see module docstring); units cm.
@@ -81,8 +106,9 @@ class FaceModel:
     face_uvs: np.ndarray | None = None
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_NPZ) -> "FaceModel":
-        path = Path(path)
+    def load(cls, path: str | Path | None = None) -> "FaceModel":
+        """The model in ``path`` (an ``ict_face_model.npz``); None: :func:`default_npz` (needs ``REALTIME_VRN_SHARED``)."""
+        path = Path(path) if path is not None else default_npz()
         if not path.is_file():
             raise FaceModelError(
                 f"ICT face model not found at {path}; pass the path of ict_face_model.npz or convert the "
