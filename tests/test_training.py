@@ -573,3 +573,24 @@ def test_the_package_names_no_shared_folder():
     offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
                  if re.search(r"""parents\[\d\]\s*/\s*["']shared["']""", p.read_text(encoding="utf-8"))]
     assert not offenders
+
+
+def test_the_core_runs_without_the_train_extra_and_eval_names_it(tmp_path):
+    """Without the ``[train]`` extra (trimesh, matplotlib made unimportable) every module outside training/
+    imports, and ``realtime-vrn eval`` refuses in one line that names the extra, before loading anything."""
+    import subprocess
+    import sys
+
+    package = Path(__file__).resolve().parents[1] / "realtime_vrn"
+    core = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+                  for p in package.rglob("*.py") if "training" not in p.parts and p.stem != "__main__")
+    code = ("import importlib, sys\n"
+            "from realtime_vrn.training.cli import TRAIN_EXTRA\n"
+            "for name in TRAIN_EXTRA:\n    sys.modules[name] = None\n"
+            "for name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+            "from realtime_vrn.cli import main\n"
+            f"sys.exit(main(['eval', 'model.safetensors', '--heldout', {str(tmp_path)!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", code, *core], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'realtime-vrn[train]'" in lines[0], result.stderr

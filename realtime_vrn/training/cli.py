@@ -1,7 +1,13 @@
-"""``realtime-vrn data | train | eval``: synthetic data, training and evaluation (wired in by ``realtime_vrn.cli``)."""
+"""``realtime-vrn data | train | eval``: synthetic data, training and evaluation (wired in by ``realtime_vrn.cli``).
+
+Training is a product of its own inside the package: what only it needs is the ``[train]`` extra of
+``pyproject.toml`` (:data:`TRAIN_EXTRA`), imported by the training modules and checked here before a command starts,
+so that the core install runs the live pipeline without it and a command that needs it says what to install.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -10,6 +16,19 @@ from realtime_vrn.argtypes import backend_name, positive_float, positive_int
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger(__name__)
+
+#: The packages of the ``[train]`` extra (import names) and the commands that need them: the evaluations' meshes
+#: (trimesh) and plots (matplotlib). ``data`` and ``train`` need only the core dependencies.
+TRAIN_EXTRA = ("trimesh", "matplotlib")
+TRAIN_EXTRA_HINT = "pip install 'realtime-vrn[train]'"
+
+
+def require_train_extra(command: str, modules: tuple[str, ...] = TRAIN_EXTRA) -> None:
+    """ConfigError (one line: what is missing, what to install) unless ``modules`` can be imported."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"realtime-vrn {command} needs {', '.join(missing)} (the training extra): "
+                          f"{TRAIN_EXTRA_HINT}")
 
 
 def add_parser(subparsers) -> None:
@@ -318,6 +337,7 @@ def load_any(path: Path, device: str = "cpu"):
 
 
 def _cmd_eval(args) -> int:
+    require_train_extra("eval")
     if args.weights is not None:
         if args.model is not None and args.model != args.weights:
             raise ConfigError("give the model once: as MODEL or as --weights, not both")
