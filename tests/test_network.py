@@ -125,3 +125,16 @@ def test_config_rejects_bad_values(kwargs, message):
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown VRN configuration keys"):
         VRNConfig.from_dict({"features": 64, "dropout": 0.1})
+
+
+def test_image_channels_is_the_one_input_rule():
+    """uint8 RGB (H, W, 3) -> float32 (3, H, W) in [0, 1], bit for bit the division training used
+    (``torch.float().div_(255)``), batched or not."""
+    from realtime_vrn.model.guidance import image_channels
+
+    image = np.arange(256 * 3, dtype=np.int64).reshape(16, 16, 3).astype(np.uint8)
+    want = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0).numpy()
+    got = image_channels(image)
+    assert got.dtype == np.float32 and got.shape == (3, 16, 16)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(image_channels(np.stack([image, image]))[1], want)

@@ -43,8 +43,10 @@ def astronaut_crop(size: int) -> np.ndarray:
 
 def face_batch(in_channels: int, size: int) -> np.ndarray:
     """A (1, C, S, S) float32 network input: the astronaut crop as RGB in [0, 1]; guidance channels zero."""
+    from realtime_vrn.model.guidance import image_channels
+
     batch = np.zeros((1, in_channels, size, size), np.float32)
-    batch[0, :3] = astronaut_crop(size).transpose(2, 0, 1) / np.float32(255)  # HWC uint8 -> CHW [0, 1]
+    batch[0, :3] = image_channels(astronaut_crop(size))  # HWC uint8 -> CHW [0, 1]
     return batch
 
 

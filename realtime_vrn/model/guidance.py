@@ -94,6 +94,13 @@ def mediapipe_in_crop(points: np.ndarray, crop) -> np.ndarray:
     return np.column_stack([crop.to_crop(pts[:, :2]), -pts[:, 2] * crop.scale])
 
 
+def image_channels(image_rgb: np.ndarray) -> np.ndarray:
+    """The network's image channels: (..., H, W, 3) uint8 RGB -> (..., 3, H, W) float32 RGB in [0, 1] (channels
+    first; no mean/std normalisation, as the release). The one rule of inference, training, the self-check and the
+    benchmarks: a division by 255, the same values as torch's ``.float().div_(255)``."""
+    return np.moveaxis(np.asarray(image_rgb), -1, -3).astype(np.float32) / np.float32(255.0)
+
+
 def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarray | None = None,
                   mediapipe_crop: np.ndarray | None = None) -> np.ndarray:
     """Build the (1, C, S, S) float32 network input.
@@ -106,7 +113,7 @@ def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarra
     s = cfg.input_size
     if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
         raise ValueError(f"expected a ({s}, {s}, 3) uint8 crop, got {crop_rgb.shape} {crop_rgb.dtype}")
-    rgb = crop_rgb.transpose(2, 0, 1).astype(np.float32) * (1.0 / 255.0)
+    rgb = image_channels(crop_rgb)
     if not cfg.guided:
         return rgb[None]
     if points68_crop is None:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from realtime_vrn.model.guidance import mediapipe_depth_map
+from realtime_vrn.model.guidance import image_channels, mediapipe_depth_map
 from realtime_vrn.training.annotate import depth_points, mediapipe_points68
 from realtime_vrn.training.facemodel import FaceModel
 from realtime_vrn.training.shards import load_shard, shard_files, sidecar_path
@@ -145,7 +145,7 @@ def to_training_item(image: np.ndarray, front: np.ndarray, back: np.ndarray, cro
         points = points[FLIP_68].copy()
         points[:, 0] = (s - 1) - points[:, 0]
     item = {
-        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+        "image": torch.from_numpy(np.ascontiguousarray(image_channels(image))),
         "front": torch.from_numpy(np.ascontiguousarray(front, dtype=np.float32)),
         "back": torch.from_numpy(np.ascontiguousarray(back, dtype=np.float32)),
         "points": torch.from_numpy(points),

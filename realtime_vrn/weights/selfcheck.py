@@ -189,8 +189,9 @@ def run_selfcheck(model) -> SelfCheckReport:
     if cfg.in_channels != 3:
         raise ValueError(f"the self-check needs an RGB-only model, got {cfg.in_channels} input channels")
     crop, landmarks = load_face(cfg.input_size)
-    # (S, S, 3) uint8 RGB -> (1, 3, S, S) float32 in [0, 1], the network's input (no mean/std normalisation).
-    batch = torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    from realtime_vrn.model.guidance import image_channels
+
+    batch = torch.from_numpy(image_channels(crop)[None])  # (1, 3, S, S) float32 RGB [0, 1]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
