@@ -108,7 +108,7 @@ def run_batch(inputs: list[str], out: Path, settings: OutputSettings, model: Mod
     """Run the batch (contract in the module docstring). Raises VRNError for what stops the whole batch before
     it starts (no input, bad output folder, no model, Ray unreachable); returns the report otherwise (also
     after Ctrl-C / SIGTERM: ``report.signal`` and ``exit_code`` say so)."""
-    from realtime_vrn.model.checkpoint import file_sha256
+    from realtime_vrn.fileio import file_sha256
     from realtime_vrn.weights.registry import resolve_weights
 
     started = time.perf_counter()

@@ -93,7 +93,8 @@ class Worker:
     def open(self) -> "Worker":
         from realtime_vrn.backends.registry import open_backend
         from realtime_vrn.surface.extractors import open_surface
-        from realtime_vrn.model.checkpoint import file_sha256, read_checkpoint_header
+        from realtime_vrn.fileio import file_sha256
+        from realtime_vrn.model.checkpoint import read_checkpoint_header
         from realtime_vrn.weights.registry import resolve_weights
 
         path = resolve_weights(self.model, self.weights)

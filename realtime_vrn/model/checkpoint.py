@@ -33,7 +33,7 @@ import torch
 
 from realtime_vrn.errors import WeightsError
 from realtime_vrn.model.network import VRN, VRNConfig
-from realtime_vrn.fileio import write_atomic
+from realtime_vrn.fileio import file_sha256, write_atomic  # file_sha256: also for this module's importers
 
 FORMAT_TAG = "realtime-vrn-checkpoint"
 #: Bump when the layout changes incompatibly; readers refuse newer versions.
@@ -185,15 +185,6 @@ def model_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> VRN:
     """Load ``path`` (see :func:`load_checkpoint`) into a :class:`VRN` in eval mode on ``device``."""
     return model_from_checkpoint(load_checkpoint(path), device)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- model card (sidecar) -------------------------------------------------------------------------------------

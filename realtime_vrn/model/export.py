@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from realtime_vrn.model.checkpoint import Checkpoint, file_sha256, load_checkpoint, model_from_checkpoint
+from realtime_vrn.fileio import file_sha256
+from realtime_vrn.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from realtime_vrn.model.network import VRN
 
 log = logging.getLogger(__name__)

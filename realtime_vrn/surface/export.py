@@ -9,14 +9,13 @@ frame is mirrored for those viewers (upside down) but its winding still agrees w
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
 from realtime_vrn.errors import OutputError
+from realtime_vrn.fileio import write_atomic
 
 from .mesh import Mesh
 
@@ -141,20 +140,10 @@ def write_ply(path: str | os.PathLike, mesh: Mesh, y_up: bool = False, binary: b
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write data to a temporary file beside ``path``, then rename it over ``path`` (readers never see a
-    partial file). The temporary file is created with mode 0o666 less the umask, like a plain open()."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """:func:`realtime_vrn.fileio.write_atomic` (readers never see a partial file); OutputError when it fails."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        write_atomic(path, data)
     except OSError as err:
-        raise OutputError(f"cannot write mesh file {path}: {err.strerror or err}") from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise OutputError(f"cannot write mesh file {path}: {err.strerror or err}") from err
 
 

@@ -11,7 +11,6 @@ by hand. Nothing here runs at import time; tests serve files from a local ``http
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime_vrn.errors import WeightsError
+from realtime_vrn.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +164,8 @@ def _verify(part: Path, url: str, total: int | None, expected_size: int | None, 
         problem = f"got {size} bytes, expected {expected_size}"
     elif min_size is not None and size < min_size:
         problem = f"got only {size} bytes, expected at least {min_size} (an error page instead of the file?)"
-    elif expected_sha256 is not None and _sha256(part) != expected_sha256.lower():
+    elif expected_sha256 is not None and file_sha256(part) != expected_sha256.lower():
         problem = f"its SHA-256 is not the expected {expected_sha256}"
     if problem:
         part.unlink()
         raise DownloadError(f"the file downloaded from {url} is wrong ({problem}); {hint}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime_vrn.errors import ConfigError, WeightsError
-from realtime_vrn.model.checkpoint import SUFFIX, file_sha256, read_checkpoint_header, read_model_card
+from realtime_vrn.fileio import file_sha256
+from realtime_vrn.model.checkpoint import SUFFIX, read_checkpoint_header, read_model_card
 from realtime_vrn.model.network import VRNConfig
 
 log = logging.getLogger(__name__)

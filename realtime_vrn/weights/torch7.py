@@ -27,7 +27,6 @@ Steps (:func:`convert_t7`, :func:`install_t7`):
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import logging
 import os
@@ -40,6 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from realtime_vrn.errors import WeightsError
+from realtime_vrn.fileio import file_sha256
 from realtime_vrn.model.network import BN_EPS, VRN, VRNConfig
 
 log = logging.getLogger(__name__)
@@ -657,7 +657,7 @@ def install_t7(path: str | os.PathLike, *, name: str | None = None, models_dir: 
         report = require_face(net, source=path.name)
     else:
         log.warning("self-check skipped: %s was installed without running it on a face", name)
-    source_sha256 = _file_sha256(path)
+    source_sha256 = file_sha256(path)
     meta = CheckpointMeta(
         source=f"{path.name} (SHA-256 {source_sha256}), the official release {official.URL}, converted by "
                f"realtime-vrn {__version__}",
@@ -669,11 +669,3 @@ def install_t7(path: str | os.PathLike, *, name: str | None = None, models_dir: 
     sha256 = save_checkpoint(target, net, meta)
     card = write_model_card(target)
     return InstallResult(name, target, card, sha256, source_sha256, time.perf_counter() - started, report)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
