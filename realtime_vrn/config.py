@@ -10,7 +10,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,7 +80,6 @@ class RunConfig:
     pipelined: bool | None = None
     benchmark: Path | None = None  # write benchmark JSON here
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "RunConfig":
         sources = [n for n in ("camera", "video", "image") if getattr(self, n) is not None]

@@ -17,8 +17,9 @@ import numpy as np
 from realtime_vrn.backends.base import InferenceBackend, register_backend
 from realtime_vrn.backends.common import check_batch, cpu_threads, require_cpu_device
 
-#: First choice on a CPU. On our shared 2-core machine under load it matched OpenVINO f32 on the released
-#: model and beat it 1.2-2.6x on small ones (bench/backends.py); it is a core dependency and starts in ~1 s.
+#: Second on the CPU, after OpenVINO (openvino_backend.PRIORITY, faster on the shipped model), and ``auto``'s
+#: CPU choice where OpenVINO cannot start. On our shared 2-core machine under load it matched OpenVINO f32 on the
+#: released model and beat it 1.2-2.6x on small ones (bench/backends.py); it starts in ~1 s.
 PRIORITY = 30
 
 

@@ -38,7 +38,7 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
 
     Returns a JSON-ready dict; also prints a short table.
     """
-    from realtime_vrn.pipeline import run
+    from realtime_vrn.pipeline import WARM_FRAMES, run
 
     config.render = render
     config.progress = False
@@ -57,7 +57,7 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
     lc = summary.stages.get("landmarks+crop", {}).get("median_ms")
     print(f"pipeline: {summary.fps:.1f} FPS over {summary.frames} frames ({summary.frames_without_face} without "
           f"a face); landmarks+crop median {lc if lc is None else round(lc, 2)} ms (target <= 5); "
-          f"RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {100} frames, "
+          f"RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {WARM_FRAMES} frames, "
           f"{summary.rss_end_mb:.0f} at the end")
     result["mediapipe_only"] = _mediapipe_only(config, summary.frames)
     if "fps" in result["mediapipe_only"]:

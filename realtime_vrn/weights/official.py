@@ -22,14 +22,10 @@ MODEL_NAME = "vrn-unguided"
 FILENAME = "vrn-unguided.t7"
 #: Current download location (AaronJackson/vrn ``download.sh``).
 URL = "https://asjackson.s3.fr-par.scw.cloud/vrn/vrn-unguided.t7"
-#: The original location, dead since the author left Nottingham; kept for provenance only.
-LEGACY_URL = "http://cs.nott.ac.uk/~psxasj/download.php?file=vrn-unguided.t7"
 #: Exact size and SHA-256 of the release: not published by the authors, unknown to us (never downloaded here).
 #: Fill them in once verified; until then the server's Content-Length and MIN_SIZE_BYTES are checked.
 EXPECTED_SIZE_BYTES: int | None = None
 EXPECTED_SHA256: str | None = None
-#: Reported size, for messages only ("about 1.4 GB").
-APPROX_SIZE_BYTES = 1_400_000_000
 #: Learnable parameters of the released network (shared/docs/vrn-reference.md §2).
 PARAMETER_COUNT = 19_184_968
 #: The file holds at least the float32 parameters: anything smaller is an error page or a truncated file.
