@@ -552,15 +552,13 @@ def test_landmarks_hidden_behind_the_face_are_not_scored():
 def test_the_face_model_path_comes_from_the_environment_or_the_caller(monkeypatch, tmp_path):
     """No shared path is baked into the package: without REALTIME_VRN_SHARED and without a path, one clear error
     that says what to set; with it, the model is looked for inside that folder."""
-    from realtime_vrn.training import facemodel
     from realtime_vrn.training.facemodel import FaceModel, FaceModelError, default_npz
 
     monkeypatch.delenv("REALTIME_VRN_SHARED", raising=False)
     with pytest.raises(FaceModelError, match="set REALTIME_VRN_SHARED"):
         FaceModel.load()
-    assert facemodel.DEFAULT_NPZ is None
     with pytest.raises(FaceModelError, match="set REALTIME_VRN_SHARED"):
-        FaceModel.load(facemodel.DEFAULT_NPZ)
+        FaceModel.load(None)
     monkeypatch.setenv("REALTIME_VRN_SHARED", str(tmp_path))
     assert default_npz() == tmp_path / "data" / "ict-facekit" / "ict_face_model.npz"
     with pytest.raises(FaceModelError, match="not found at .*ict_face_model.npz"):

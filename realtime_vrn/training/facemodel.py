@@ -75,15 +75,6 @@ def default_npz() -> Path:
     return shared_dir() / SHARED_NPZ
 
 
-def __getattr__(name: str):
-    """``DEFAULT_NPZ``, the module constant of old, read from the environment when used: the shared model's path,
-    or None without ``REALTIME_VRN_SHARED`` (so ``FaceModel.load(path or DEFAULT_NPZ)`` still raises the error of
-    :func:`shared_dir`). New code passes the path or None to :meth:`FaceModel.load`."""
-    if name == "DEFAULT_NPZ":
-        return default_npz() if os.environ.get(SHARED_ENV, "").strip() else None
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass(frozen=True)
 class FaceModel:
     """The ICT linear face model. Arrays as in the ``.npz`` (see module docstring); units cm.

@@ -178,10 +178,10 @@ class MeanFace:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "MeanFace":
-        from realtime_vrn.training.facemodel import DEFAULT_NPZ, FaceModel
+        from realtime_vrn.training.facemodel import FaceModel
         from realtime_vrn.training.synth import FACE_LAST_VERTEX
 
-        model = FaceModel.load(path or DEFAULT_NPZ)
+        model = FaceModel.load(path)
         faces = model.faces[(model.faces <= FACE_LAST_VERTEX).all(axis=1)]
         return cls(model.neutral[: FACE_LAST_VERTEX + 1].astype(np.float64), faces.astype(np.int32),
                    model.neutral[model.landmarks68].astype(np.float64))
@@ -221,10 +221,10 @@ class FittedFace:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "FittedFace":
-        from realtime_vrn.training.facemodel import DEFAULT_NPZ, FaceModel
+        from realtime_vrn.training.facemodel import FaceModel
         from realtime_vrn.training.realfit import Fitter, packaged_correspondence
 
-        return cls(Fitter(FaceModel.load(path or DEFAULT_NPZ), packaged_correspondence()))
+        return cls(Fitter(FaceModel.load(path), packaged_correspondence()))
 
     def surface(self, points478: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(vertices (V, 3) float64 image frame, x, y px, z px larger nearer; faces (F, 3) int32) for MediaPipe's
