@@ -34,11 +34,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from realtime_vrn.contracts import check_logits
 from realtime_vrn.surface.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, triangle_table
 from realtime_vrn.surface.gpu.mc_twin import linear_tables
 from realtime_vrn.model.network import VRNConfig
 
-from .extract import check_logits
 from .mesh import Mesh
 
 #: Crop-frame z per depth index (the VRN volumes are twice as deep in z as in x and y).
@@ -384,7 +384,7 @@ class NumbaSurfaceExtractor:
         Returns the crop-frame mesh (see :class:`Mesh`): x, y crop pixels, z = depth index * 0.5, outward
         winding and unit outward normals, no colours. An empty or full volume gives ``Mesh.empty()``.
         """
-        grid = check_logits(logits, self.logits_shape, self.size, finite=False)  # the kernel checks finiteness
+        grid = check_logits(logits, self.logits_shape, cast=True)  # the kernel checks finiteness
         while True:
             n_verts, n_faces = self._capacity
             verts = np.empty((n_verts, 3), np.float32)
