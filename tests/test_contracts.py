@@ -91,3 +91,35 @@ def test_a_valid_mesh_passes_and_is_returned():
 def test_mesh_rejections(change, frame, message):
     with pytest.raises(ValueError, match=message):
         replace(_triangle(), **change).validate(frame)
+
+
+# -- the stage protocols: every implementation has their members ---------------------------------------------------
+def _members(protocol) -> set[str]:
+    return {name for name in vars(protocol) if not name.startswith("_")} | set(protocol.__annotations__)
+
+
+def test_every_surface_stage_has_the_protocol_members():
+    from realtime_vrn.surface.extract import SurfaceExtractor
+    from realtime_vrn.surface.extractors import SurfaceStage
+    from realtime_vrn.surface.gpu.extractor import DeviceSurfaceExtractor
+    from realtime_vrn.surface.marching import NumbaSurfaceExtractor
+
+    assert _members(SurfaceStage) == {"name", "on_device", "asarray", "extract"}
+    for cls in (SurfaceExtractor, NumbaSurfaceExtractor, DeviceSurfaceExtractor):
+        assert all(hasattr(cls, m) for m in _members(SurfaceStage)), cls
+    assert (SurfaceExtractor.on_device, NumbaSurfaceExtractor.on_device, DeviceSurfaceExtractor.on_device) == (
+        False, False, True)
+
+
+def test_every_tracker_and_backend_has_the_protocol_members():
+    from realtime_vrn.backends.base import Backend, InferenceBackend
+    from realtime_vrn.landmarks.base import Tracker
+    from realtime_vrn.landmarks.recorded import RecordingTracker, ReplayTracker
+    from realtime_vrn.landmarks.tracker import LandmarkTracker
+
+    methods = {"process", "process_all", "faces_followed", "most_faces"}  # lost_events: set per instance
+    assert methods | {"lost_events"} == _members(Tracker)
+    for cls in (LandmarkTracker, ReplayTracker):
+        assert all(hasattr(cls, m) for m in methods), cls
+    assert hasattr(RecordingTracker, "process_all")  # the counters: the recorded tracker's (__getattr__)
+    assert all(hasattr(InferenceBackend, m) for m in _members(Backend))

@@ -237,6 +237,7 @@ class SurfaceExtractor:
     """
 
     name = "skimage"
+    on_device = False  # takes host logits (the SurfaceStage protocol, surface/extractors.py)
 
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
@@ -257,6 +258,10 @@ class SurfaceExtractor:
     def warm_up(self) -> "SurfaceExtractor":
         """Nothing to compile (the registry's interface, :mod:`realtime_vrn.surface.extractors`)."""
         return self
+
+    def asarray(self, logits) -> np.ndarray:
+        """The host array :meth:`extract` takes (the SurfaceStage protocol)."""
+        return np.asarray(logits)
 
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.

@@ -344,6 +344,7 @@ class NumbaSurfaceExtractor:
     """
 
     name = "numba"
+    on_device = False  # takes host logits (the SurfaceStage protocol, surface/extractors.py)
 
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
@@ -377,6 +378,10 @@ class NumbaSurfaceExtractor:
         sphere = (min(d, g) / 4) ** 2 - ((z - d / 2) ** 2 + (y - g / 2) ** 2 + (x - g / 2) ** 2)
         self.extract(sphere.astype(np.float32))
         return self
+
+    def asarray(self, logits) -> np.ndarray:
+        """The host array :meth:`extract` takes (the SurfaceStage protocol)."""
+        return np.asarray(logits)
 
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.
