@@ -33,6 +33,7 @@ from realtime_vrn.surface.mesh import Mesh
 if TYPE_CHECKING:
     from realtime_vrn.backends.base import Backend
     from realtime_vrn.landmarks.base import FaceLandmarks, Tracker
+    from realtime_vrn.sinks.outputs import OutputsReport
     from realtime_vrn.surface.extractors import SurfaceStage
 
 log = logging.getLogger(__name__)
@@ -361,7 +362,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Backend, extractor: Su
     stats = LatencyStats()
     # A stop signal from here on finishes the outputs (GracefulStop is left after Outputs has closed them).
     with _open_source(config) as source, _open_tracker(config, source) as tracker, GracefulStop() as stop, \
-            Outputs(config, source, summary) as outputs:
+            Outputs(config, source) as outputs:
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
         rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
@@ -418,6 +419,14 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Backend, extractor: Su
         summary.faces_followed = tracker.faces_followed
         summary.most_faces = tracker.most_faces
         summary.stages = stats.summary_ms()
+    _record_outputs(summary, outputs.report)
+
+
+def _record_outputs(summary: RunSummary, report: OutputsReport) -> None:
+    """What the run's ``Outputs`` did (an ``OutputsReport``, once closed), into the summary."""
+    summary.outputs.extend(report.completed)
+    summary.failed_outputs.extend(report.failed)
+    summary.meshes_exported = report.meshes_exported
 
 
 def _open_tracker(config: RunConfig, source: Any) -> Tracker:
