@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from realtime_vrn.contracts import check_image
+
 #: Input side of the released VRN (vrn-unguided.t7).
 CROP_SIZE = 192
 #: Geometric-mean side of the 68-landmark box in a 192-px crop (run.m: ``90/sqrt(prod(max(P)-min(P)))``).
@@ -116,9 +118,7 @@ class CropTransform:
 
         Crop pixel (u, v) samples the frame at ``to_frame((u, v))``.
         """
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {got}")
+        check_image(image)
         import cv2
 
         return cv2.warpAffine(image, self.matrix, (self.size, self.size), flags=cv2.INTER_CUBIC,

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -29,6 +29,12 @@ from realtime_vrn.bench.timing import LatencyStats
 from realtime_vrn.surface.colour import sample_colours, to_image_frame
 from realtime_vrn.surface.extract import SurfaceExtractor
 from realtime_vrn.surface.mesh import Mesh
+
+if TYPE_CHECKING:
+    from realtime_vrn.backends.base import Backend
+    from realtime_vrn.landmarks.base import FaceLandmarks, Tracker
+    from realtime_vrn.sinks.outputs import OutputsReport
+    from realtime_vrn.surface.extractors import SurfaceStage
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,8 @@ class Reconstruction:
     timings: seconds per stage for this frame.
     """
 
-    frame: Any
-    landmarks: Any = None
+    frame: Any  # a sources.Frame, or a stand-in with image, index, timestamp (and name)
+    landmarks: FaceLandmarks | None = None
     crop: CropTransform | None = None
     crop_image: np.ndarray | None = None
     logits: Any = None  # (D, g, g) float32 network output (g = cfg.grid_size): NumPy, or CuPy with a GPU surface stage
@@ -77,7 +83,7 @@ class Reconstruction:
     @property
     def track(self) -> int | None:
         """This face's number in a video with every face followed (1, 2, ... by first appearance), else None."""
-        return getattr(self.landmarks, "track", None)
+        return None if self.landmarks is None else self.landmarks.track
 
     @property
     def has_face(self) -> bool:
@@ -87,13 +93,13 @@ class Reconstruction:
 class Reconstructor:
     """One frame in, one mesh out. Owns no device resources: the tracker and backend are passed in."""
 
-    def __init__(self, tracker: Any, backend: Any, cfg: VRNConfig, stats: LatencyStats | None = None,
+    def __init__(self, tracker: Tracker, backend: Backend, cfg: VRNConfig, stats: LatencyStats | None = None,
                  media_fps: float | None = None, smoother: LogitSmoother | None = None,
-                 extractor: Any = None, all_faces: bool = False) -> None:
+                 extractor: SurfaceStage | None = None, all_faces: bool = False) -> None:
         """media_fps: for offline video, the file's frame rate; the tracker then runs on the media timeline
         (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
         smoother: temporal filter of the network output (video and camera; None for still images).
-        extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device = True``, see
+        extractor: the surface stage (default: the CPU SurfaceExtractor); a GPU one (``on_device`` True, see
         :mod:`realtime_vrn.surface.gpu.extractor`) gets the backend's logits without leaving the GPU, and then the
         "network" time only covers launching the forward pass (the GPU runs it while "surface" waits).
         all_faces: reconstruct every face the tracker finds (``tracker.process_all``), not only the largest. In a
@@ -107,7 +113,7 @@ class Reconstructor:
         self.backend = backend
         self.cfg = cfg
         self.extractor = extractor or SurfaceExtractor(cfg)
-        self.on_device = bool(getattr(self.extractor, "on_device", False))
+        self.on_device = self.extractor.on_device
         self.stats = stats or LatencyStats()
 
     def process(self, frame: Any) -> Reconstruction:
@@ -123,10 +129,10 @@ class Reconstructor:
         """
         rec = Reconstruction(frame=frame)
         t = rec.timings
-        faces: list[Any] = []
+        faces: list[FaceLandmarks] = []
         with self.stats.time("landmarks", t):
             clock = frame.index / self.media_fps if self.media_fps else frame.timestamp
-            if self.all_faces and hasattr(self.tracker, "process_all"):
+            if self.all_faces:
                 faces = self.tracker.process_all(frame.image, clock)
                 rec.landmarks = faces[0] if faces else None
             else:
@@ -175,10 +181,9 @@ class Reconstructor:
     def _finish_face(self, rec: Reconstruction, smoother: LogitSmoother | None) -> None:
         t = rec.timings
         with self.stats.time("network", t):
-            if self.on_device:  # logits stay on the GPU: a CuPy view of the backend's output
-                logits = self.extractor.asarray(self.backend.infer_device(rec.batch))[0]
-            else:
-                logits = self.backend.infer(rec.batch)[0]
+            # on the GPU the logits stay there: a CuPy view of the backend's output
+            out = self.backend.infer_device(rec.batch) if self.on_device else self.backend.infer(rec.batch)
+            logits = self.extractor.asarray(out)[0]
             rec.batch = None
             if smoother is not None:
                 logits = smoother(logits, rec.crop)
@@ -322,8 +327,7 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     with open_backend(config.backend, weights, config.device) as backend:
         summary.backend = backend.describe()
         extractor = open_surface(config.surface, cfg, backend)  # before the camera and MediaPipe: fail fast
-        on_device = getattr(extractor, "on_device", False)
-        summary.backend += " + GPU marching cubes" if on_device else f" + {extractor.name} marching cubes"
+        summary.backend += " + GPU marching cubes" if extractor.on_device else f" + {extractor.name} marching cubes"
         _run_loop(config, cfg, backend, extractor, summary, on_frame)
     summary.rss_end_mb = rss_mb()
     return summary
@@ -350,7 +354,7 @@ def _open_source(config: RunConfig):
                        prefetch=VIDEO_PREFETCH)
 
 
-def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, summary: RunSummary,
+def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Backend, extractor: SurfaceStage, summary: RunSummary,
               on_frame: Callable[[Reconstruction], None] | None) -> None:
     from realtime_vrn.sinks.outputs import Outputs
     from realtime_vrn.signals import GracefulStop, Interrupted, as_interrupted, signal_name
@@ -358,7 +362,7 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
     stats = LatencyStats()
     # A stop signal from here on finishes the outputs (GracefulStop is left after Outputs has closed them).
     with _open_source(config) as source, _open_tracker(config, source) as tracker, GracefulStop() as stop, \
-            Outputs(config, source, summary) as outputs:
+            Outputs(config, source) as outputs:
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
         rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
@@ -411,13 +415,21 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Any, extractor: Any, s
         summary.fps_start, summary.fps_end = fps_at_ends(summary.time_trace)
         summary.dropped_frames = int(getattr(source, "dropped", 0))
         summary.skipped_inputs = [f"{path}: {why}" for path, why in getattr(source, "skipped", [])]
-        summary.face_lost_events = int(getattr(tracker, "lost_events", 0))
-        summary.faces_followed = int(getattr(tracker, "faces_followed", 0))
-        summary.most_faces = int(getattr(tracker, "most_faces", 0))
+        summary.face_lost_events = tracker.lost_events
+        summary.faces_followed = tracker.faces_followed
+        summary.most_faces = tracker.most_faces
         summary.stages = stats.summary_ms()
+    _record_outputs(summary, outputs.report)
 
 
-def _open_tracker(config: RunConfig, source: Any):
+def _record_outputs(summary: RunSummary, report: OutputsReport) -> None:
+    """What the run's ``Outputs`` did (an ``OutputsReport``, once closed), into the summary."""
+    summary.outputs.extend(report.completed)
+    summary.failed_outputs.extend(report.failed)
+    summary.meshes_exported = report.meshes_exported
+
+
+def _open_tracker(config: RunConfig, source: Any) -> Tracker:
     """MediaPipe (default), or a recording replayed (``--landmarks``); recorded when ``--record-landmarks``."""
     from realtime_vrn.landmarks import DEFAULT_MAX_FACES, open_tracker
     from realtime_vrn.landmarks.recorded import RecordingTracker, ReplayTracker, source_identity

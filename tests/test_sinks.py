@@ -242,3 +242,43 @@ def test_image_sink_says_what_it_wrote(tmp_path, astronaut):
     sink.write(astronaut)
     assert sink.written == f"{tmp_path} (2 images)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o_000001.png", "o_asj.png"]  # no temporary files left
+
+
+# -- Outputs returns what it did ----------------------------------------------------------------------------------
+class _StillSource:
+    size, fps, frame_count, name, is_live, is_still = (W, H), None, 2, "photo", False, True
+
+
+def _face(mesh):
+    from types import SimpleNamespace
+
+    from realtime_vrn.sources.base import Frame
+
+    frame = Frame(image=np.zeros((H, W, 3), np.uint8), index=0, timestamp=0.0, name="photo")
+    return SimpleNamespace(frame=frame, faces=[SimpleNamespace(mesh=mesh, track=None)], mesh=mesh, has_face=True)
+
+
+def _triangle():
+    from realtime_vrn.surface.mesh import Mesh
+
+    return Mesh(vertices=np.eye(3, dtype=np.float32), faces=np.array([[0, 1, 2]], np.int32),
+                normals=np.ones((3, 3), np.float32), frame="image")
+
+
+def test_outputs_report_what_they_wrote_and_what_failed(tmp_path):
+    from realtime_vrn.bench.timing import LatencyStats
+    from realtime_vrn.config import RunConfig
+    from realtime_vrn.sinks.outputs import Outputs, OutputsReport
+
+    config = RunConfig(image=tmp_path / "photo.png", export=tmp_path / "meshes", headless=True)
+    with Outputs(config, _StillSource()) as outputs:
+        assert outputs.push(_face(_triangle()), LatencyStats())
+    assert outputs.report == OutputsReport(completed=(), failed=(), meshes_exported=1)
+    assert outputs.close() is outputs.report  # closed once; a second close reports the same
+
+    (tmp_path / "blocked" / "photo.obj").mkdir(parents=True)  # the mesh's name is taken by a folder
+    config = RunConfig(image=tmp_path / "photo.png", export=tmp_path / "blocked", headless=True, overwrite=True)
+    outputs = Outputs(config, _StillSource()).__enter__()
+    outputs.push(_face(_triangle()), LatencyStats())
+    report = outputs.close()
+    assert report.meshes_exported == 0 and len(report.failed) == 1 and str(tmp_path / "blocked") in report.failed[0]

@@ -302,3 +302,92 @@ def test_fp16_onnx_export_has_the_named_float32_io_the_engine_expects(tmp_path):
     assert io(graph.input) == {INPUT_NAME: (onnx.TensorProto.FLOAT, recipe.input_shape(TINY))}
     assert io(graph.output) == {OUTPUT_NAME: (onnx.TensorProto.FLOAT, recipe.output_shape(TINY))}
     assert onnx.TensorProto.FLOAT16 in {t.data_type for t in graph.initializer}  # FP16 inside: strongly typed
+
+
+# -- the runtime around the engine, against a stand-in engine on the CPU ------------------------------------------
+class _FakeStream:
+    cuda_stream = 0
+
+    def wait_stream(self, other) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+class _FakeContext:
+    """Stands in for an execution context: output row i = the mean of input row i (the padding rows included)."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.calls = 0
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        self.calls += 1
+        means = self.backend._input.mean(dim=(1, 2, 3))
+        self.backend._output.copy_(means[:, None, None, None].expand_as(self.backend._output))
+        return True
+
+
+@pytest.fixture()
+def fake_engine_backend(monkeypatch, tmp_path):
+    """A TensorRTBackend opened on the fp16-b4 recipe with CPU tensors and a stand-in engine: what ``_open``
+    leaves behind, without TensorRT or a GPU."""
+    import contextlib
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+
+    def fake_open(self) -> None:
+        self.cfg, self.recipe = TINY, engines.load_recipe("fp16-b4")
+        self._input = torch.zeros(self.recipe.input_shape(TINY))
+        self._output = torch.zeros(self.recipe.output_shape(TINY))
+        self._host_in, self._host_out = torch.zeros_like(self._input), torch.zeros_like(self._output)
+        self._stream, self._context = _FakeStream(), _FakeContext(self)
+        self.outputs_on_device = True
+
+    monkeypatch.setattr(tensorrt_backend.TensorRTBackend, "_open", fake_open)
+    with tensorrt_backend.TensorRTBackend(tmp_path / "model.safetensors", recipe="fp16-b4") as backend:
+        yield backend
+
+
+def _crops(n: int):
+    import numpy as np
+
+    return np.stack([np.full((3, 32, 32), 0.1 * (k + 1), np.float32) for k in range(n)])
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_infer_device_returns_exactly_the_batch_rows(fake_engine_backend, n):
+    import numpy as np
+
+    out = fake_engine_backend.infer_device(_crops(n))
+    assert tuple(out.shape) == (n, 8, 8, 8) and out.is_contiguous()
+    np.testing.assert_allclose(out[:, 0, 0, 0].numpy(), 0.1 * np.arange(1, n + 1), rtol=1e-6)
+
+
+def test_infer_device_takes_a_tensor_batch_of_fewer_rows(fake_engine_backend):
+    import numpy as np
+    import torch
+
+    fake_engine_backend.infer_device(_crops(4))  # leaves non-zero rows in the engine's input
+    out = fake_engine_backend.infer_device(torch.from_numpy(_crops(2)))
+    assert tuple(out.shape) == (2, 8, 8, 8)
+    np.testing.assert_allclose(out[:, 0, 0, 0].numpy(), [0.1, 0.2], rtol=1e-6)
+    assert float(fake_engine_backend._input[2:].abs().max()) == 0.0  # padding rows are zeros
+
+
+def test_infer_runs_larger_batches_in_engine_sized_chunks(fake_engine_backend):
+    import numpy as np
+
+    out = fake_engine_backend.infer(_crops(6))
+    assert out.shape == (6, 8, 8, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, 0, 0, 0], 0.1 * np.arange(1, 7), rtol=1e-6)
+    assert fake_engine_backend._context.calls == 2
+
+
+def test_infer_device_refuses_more_crops_than_the_engine_takes(fake_engine_backend):
+    with pytest.raises(BackendError, match="fp16-b4 engine takes at most 4 crops per call"):
+        fake_engine_backend.infer_device(_crops(5))

@@ -1,27 +1,14 @@
-"""Helpers shared by the backends: the ``infer`` input check, CPU thread count, device strings for CPU runtimes."""
+"""Helpers shared by the backends: CPU thread count, device strings for CPU runtimes (the ``infer`` checks are
+the base class's, :mod:`realtime_vrn.backends.base`)."""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from realtime_vrn.errors import BackendError
-from realtime_vrn.model.network import VRNConfig
 
 #: Device strings every backend accepts; GPU backends also take "cuda" / "cuda:N".
 CPU_DEVICES = ("auto", "cpu")
-
-
-def check_batch(batch: np.ndarray, cfg: VRNConfig) -> None:
-    """Reject anything but an (N, C, S, S) float32 array (the ``infer`` input contract). Cheap: no data pass."""
-    expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
-    if not isinstance(batch, np.ndarray):
-        raise TypeError(f"expected a numpy array, got {type(batch).__name__}")
-    if batch.ndim != 4 or batch.shape[1:] != expected or batch.shape[0] < 1:
-        raise ValueError(f"expected a float32 batch of shape (N, {', '.join(map(str, expected))}), got {batch.shape}")
-    if batch.dtype != np.float32:
-        raise ValueError(f"expected a float32 batch, got {batch.dtype}")
 
 
 def cpu_threads() -> int:

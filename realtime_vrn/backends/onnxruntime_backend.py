@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime_vrn.backends.base import InferenceBackend, register_backend
-from realtime_vrn.backends.common import check_batch, cpu_threads, require_cpu_device
+from realtime_vrn.backends.common import cpu_threads, require_cpu_device
 
 #: Second on the CPU, after OpenVINO (openvino_backend.PRIORITY, faster on the shipped model), and ``auto``'s
 #: CPU choice where OpenVINO cannot start. On our shared 2-core machine under load it matched OpenVINO f32 on the
@@ -31,7 +31,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._session = None
         self._threads = 0
 
-    def open(self) -> None:
+    def _open(self) -> None:
         require_cpu_device(self.name, self.device)
         try:
             import onnxruntime as ort
@@ -52,19 +52,16 @@ class OnnxRuntimeBackend(InferenceBackend):
         opts.log_severity_level = 3  # errors only; ORT warns about every unused initializer otherwise
         self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         from realtime_vrn.model.export import INPUT_NAME, OUTPUT_NAME
 
-        if self._session is None:
-            raise RuntimeError("backend is not open; call open() or use it as a context manager")
-        check_batch(batch, self.cfg)
         frames = [
             self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch[i : i + 1])})[0]
             for i in range(batch.shape[0])
         ]
         return frames[0] if len(frames) == 1 else np.concatenate(frames)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._session = None
 
     def describe(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime_vrn.backends.base import InferenceBackend, register_backend
-from realtime_vrn.backends.common import check_batch, cpu_threads, require_cpu_device
+from realtime_vrn.backends.common import cpu_threads, require_cpu_device
 
 #: First on the CPU: on the shipped vrn-small it is the fastest accurate backend (2026-11-24, `realtime-vrn bench
 #: --backends onnxruntime,openvino,torch`: OpenVINO f32 8.9 ms, ONNX Runtime 12.7 ms, torch 27.3 ms median; also
@@ -48,7 +48,7 @@ class OpenVinoBackend(InferenceBackend):
         """The precision the compiled model runs in ("f32", "bf16", ...); empty before :meth:`open`."""
         return self._actual_precision
 
-    def open(self) -> None:
+    def _open(self) -> None:
         require_cpu_device(self.name, self.device)
         try:
             import openvino as ov
@@ -71,17 +71,14 @@ class OpenVinoBackend(InferenceBackend):
         self._actual_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._request = self._compiled.create_infer_request()
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self._request is None:
-            raise RuntimeError("backend is not open; call open() or use it as a context manager")
-        check_batch(batch, self.cfg)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = np.empty((batch.shape[0], self.cfg.depth_bins, self.cfg.grid_size, self.cfg.grid_size), np.float32)
         for i in range(batch.shape[0]):
             self._request.infer([np.ascontiguousarray(batch[i : i + 1])])
             out[i] = self._request.get_output_tensor(0).data[0]  # copy: the request reuses its output buffer
         return out
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._request = None
         self._compiled = None
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime_vrn.backends.base import InferenceBackend, register_backend
-from realtime_vrn.backends.common import check_batch, cpu_threads
+from realtime_vrn.backends.common import cpu_threads
 from realtime_vrn.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class TorchBackend(InferenceBackend):
         self._graph = None  # (torch.cuda.CUDAGraph, static input, static output) for batch 1
         self._pinned = None
 
-    def open(self) -> None:
+    def _open(self) -> None:
         import torch
 
         from realtime_vrn.model.checkpoint import load_model
@@ -67,22 +67,17 @@ class TorchBackend(InferenceBackend):
         self._net = net
         self._torch_device = device
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        # .cpu() synchronises the GPU.
-        return self.infer_device(batch).cpu().numpy() if self.outputs_on_device else self._forward(batch).numpy()
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(batch).cpu().numpy()  # on the GPU, .cpu() copies and synchronises
 
-    def infer_device(self, batch: np.ndarray):
-        if not self.outputs_on_device:
-            return super().infer_device(batch)
+    def _infer_device(self, batch):
         return self._forward(batch)
 
-    def _forward(self, batch: np.ndarray):
-        """(N, D, h, w) float32 contiguous logits on the backend's device."""
+    def _forward(self, batch):
+        """(N, D, h, w) float32 contiguous logits on the backend's device; ``batch`` checked by the base class
+        (a host array, or a CUDA tensor on the GPU path)."""
         import torch
 
-        if self._net is None:
-            raise RuntimeError("backend is not open; call open() or use it as a context manager")
-        check_batch(batch, self.cfg)
         with torch.inference_mode():
             if self._torch_device.type != "cuda":
                 return self._net.forward_lowres(torch.from_numpy(batch)).float().contiguous()
@@ -100,6 +95,8 @@ class TorchBackend(InferenceBackend):
         """Host batch -> device through a reused pinned buffer (asynchronous copy on the current stream)."""
         import torch
 
+        if isinstance(batch, torch.Tensor) and batch.is_cuda:  # already on a GPU: no host round trip
+            return batch.to(self._torch_device, self._dtype).contiguous(memory_format=torch.channels_last)
         host = torch.from_numpy(batch)
         if self._pinned is None or self._pinned.shape != host.shape:
             self._pinned = torch.empty(host.shape, dtype=torch.float32, pin_memory=True)
@@ -131,7 +128,7 @@ class TorchBackend(InferenceBackend):
             self._graph = None
         return self._graph
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._net = None
         self._graph = None
         self._pinned = None

@@ -237,15 +237,15 @@ def _annotated_video(task: ChunkTask, source: Any) -> Any:
         return contextlib.nullcontext()
     from realtime_vrn.config import RunConfig
     from realtime_vrn.sinks.outputs import Outputs
-    from realtime_vrn.pipeline import RunSummary
 
     config = RunConfig(video=Path(task.path), output=Path(task.staging) / "annotated.mp4", headless=True)
-    return Outputs(config, source, RunSummary())
+    return Outputs(config, source)
 
 
 def _check_annotated(outputs: Any) -> None:
-    if outputs.summary.failed_outputs:
-        raise OutputError(f"annotated video not completed: {outputs.summary.failed_outputs[0]}")
+    """Raise when the annotated video was not completed (``outputs``: closed)."""
+    if outputs.report.failed:
+        raise OutputError(f"annotated video not completed: {outputs.report.failed[0]}")
 
 
 def limit_threads(threads: int) -> None:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -53,6 +53,28 @@ class FaceLandmarks:
         lo = self.points68.min(axis=0)
         hi = self.points68.max(axis=0)
         return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+class Tracker(Protocol):
+    """What the pipeline needs of a landmark tracker: :class:`~realtime_vrn.landmarks.tracker.LandmarkTracker`,
+    and the recording and replay of one (:mod:`realtime_vrn.landmarks.recorded`).
+
+    image_rgb: (H, W, 3) uint8 RGB frame pixels; timestamp: seconds, increasing. ``process`` returns the chosen
+    (largest) face or None, ``process_all`` every face (photos largest first; a video followed with
+    ``every_face`` numbers them, ``FaceLandmarks.track``). The counters are the run summary's.
+    """
+
+    lost_events: int
+
+    @property
+    def faces_followed(self) -> int: ...
+
+    @property
+    def most_faces(self) -> int: ...
+
+    def process(self, image_rgb: np.ndarray, timestamp: float) -> FaceLandmarks | None: ...
+
+    def process_all(self, image_rgb: np.ndarray, timestamp: float) -> list[FaceLandmarks]: ...
 
 
 class FaceMeshBackend(ABC):

@@ -124,7 +124,12 @@ class RecordingTracker:
 
 
 class ReplayTracker:
-    """The tracker interface (``process(image, timestamp) -> FaceLandmarks | None``) over a recording."""
+    """The tracker interface (:class:`~realtime_vrn.landmarks.base.Tracker`) over a recording of one face per
+    frame."""
+
+    #: A recording holds one face per frame and follows no face tracks.
+    faces_followed = 0
+    most_faces = 0
 
     def __init__(self, path: str | Path, source: dict | None = None) -> None:
         """source: :func:`source_identity` of the source to replay on; refused when it is not the recorded one."""
@@ -198,6 +203,11 @@ class ReplayTracker:
             return None
         self.frames_with_face += 1
         return FaceLandmarks(points=self._points[k], points68=self._points68[k], n_faces=int(self._n_faces[k]))
+
+    def process_all(self, image_rgb: np.ndarray, timestamp: float) -> list[FaceLandmarks]:
+        """The recorded face, as a list (a recording holds one face per frame)."""
+        found = self.process(image_rgb, timestamp)
+        return [] if found is None else [found]
 
     def close(self) -> None:
         pass

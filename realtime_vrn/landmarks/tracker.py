@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from realtime_vrn.contracts import check_image
 from realtime_vrn.landmarks.base import N_POINTS, FaceLandmarks, FaceMeshBackend, native_output_to_log
 from realtime_vrn.landmarks.ibug68 import to_ibug68
 from realtime_vrn.landmarks.one_euro import OneEuroFilter, OneEuroParams
@@ -149,7 +150,7 @@ class LandmarkTracker:
 
     def _faces(self, image_rgb: np.ndarray, timestamp: float) -> list[np.ndarray]:
         """Every face's (478, 3) points, largest first; counts frames with and without a face."""
-        _check_image(image_rgb)
+        check_image(image_rgb)
         if not self._opened:
             raise RuntimeError("open the tracker first (use it in a with block)")
         if self._frames == 0:  # the first frame: MediaPipe's start-up chatter (census and multi-face backends
@@ -259,13 +260,6 @@ def _open_full_range(max_faces: int) -> FaceMeshBackend | None:
 
 def _create_backend(name: str, static: bool, max_faces: int) -> FaceMeshBackend:
     return open_backend(name, static, max_faces)
-
-
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        got = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-               else type(image).__name__)
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {got}")
 
 
 def _box_area(points: np.ndarray) -> float:

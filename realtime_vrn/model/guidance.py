@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from realtime_vrn.contracts import check_image
 from realtime_vrn.model.network import VRNConfig
 
 #: Standard deviation of the guided model's Gaussian landmark heatmaps, in pixels of a 192-px crop
@@ -111,8 +112,7 @@ def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarra
     larger nearer), or a zero map when it is None (no MediaPipe face: how such training samples were shown).
     """
     s = cfg.input_size
-    if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
-        raise ValueError(f"expected a ({s}, {s}, 3) uint8 crop, got {crop_rgb.shape} {crop_rgb.dtype}")
+    check_image(crop_rgb, "crop", size=s)
     rgb = image_channels(crop_rgb)
     if not cfg.guided:
         return rgb[None]

@@ -29,6 +29,7 @@ import moderngl
 import numpy as np
 
 from ..config import VIEWS
+from ..contracts import check_image
 from ..surface.mesh import Mesh
 from .camera import OrbitCamera, overlay_matrices, window_rect
 from .context import create_offscreen_context
@@ -59,29 +60,6 @@ _INCLUDES = ("shading.glsl",)
 def load_shader(name: str) -> str:
     """GLSL source of ``realtime_vrn/render/shaders/<name>``, shipped in the package."""
     return resources.files(__package__).joinpath("shaders", name).read_text(encoding="utf-8")
-
-
-def check_frame(frame: np.ndarray) -> None:
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        got = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"expected a frame of shape (H, W, 3) uint8 RGB, got {got}")
-
-
-def check_mesh(mesh: Mesh) -> None:
-    """Cheap per-frame checks of the Mesh contract (image frame); ``ValueError`` on a violation."""
-    if mesh.frame != "image":
-        raise ValueError(f"expected a mesh in frame='image' (frame pixels), got frame={mesh.frame!r}")
-    v, f, n, c = mesh.vertices, mesh.faces, mesh.normals, mesh.colors
-    if v.ndim != 2 or v.shape[1] != 3 or v.dtype != np.float32:
-        raise ValueError(f"expected vertices (V, 3) float32, got {v.shape} {v.dtype}")
-    if f.ndim != 2 or f.shape[1] != 3 or f.dtype != np.int32:
-        raise ValueError(f"expected faces (F, 3) int32, got {f.shape} {f.dtype}")
-    if n.shape != v.shape or n.dtype != np.float32:
-        raise ValueError(f"expected normals {v.shape} float32 like the vertices, got {n.shape} {n.dtype}")
-    if c is not None and (c.shape != v.shape or c.dtype != np.uint8):
-        raise ValueError(f"expected colors {v.shape} uint8 RGB like the vertices, got {c.shape} {c.dtype}")
-    if len(f) and (f.min() < 0 or f.max() >= len(v)):
-        raise ValueError(f"face indices out of range [0, {len(v)}): min {f.min()}, max {f.max()}")
 
 
 class _MeshBuffers:
@@ -268,7 +246,7 @@ class Renderer:
         shading: "color" (vertex colours, lit), "normals" or "clay". hud_lines: text drawn top-left.
         Returns a new (H, W, 3) or (H, 2W, 3) uint8 RGB image, row 0 = top.
         """
-        check_frame(frame)
+        check_image(frame, "frame")
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
         if shading not in SHADING_MODES:
@@ -277,7 +255,7 @@ class Renderer:
             raise ValueError(f"expected blend in [0, 1], got {blend}")
         has_mesh = mesh is not None and not mesh.is_empty
         if has_mesh:
-            check_mesh(mesh)
+            mesh.validate("image")
         h, w = frame.shape[:2]
 
         if view == "overlay":

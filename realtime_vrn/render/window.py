@@ -27,10 +27,11 @@ import cv2
 import moderngl
 import numpy as np
 
+from ..contracts import check_image
 from ..errors import DisplayError, OutputError
 from .camera import OrbitCamera
 from .context import GL_REQUIRE
-from .renderer import VIEWS, check_frame, load_shader
+from .renderer import VIEWS, load_shader
 from .shading import SHADING_MODES
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class LiveWindow:
         the window responsive without spinning a core). ``WindowEvent.QUIT`` is reported once the user closes
         the window or presses q / Esc; the caller then ends its loop and calls ``close()``.
         """
-        check_frame(image)
+        check_image(image)
         if self._window is None:
             raise RuntimeError("the window is not open")
         glfw = self._glfw

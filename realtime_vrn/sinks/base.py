@@ -17,12 +17,6 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected an image of shape (H, W, 3) uint8 RGB, got {got}")
-
-
 def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` ((h, w, 3) uint8) scaled to fit size = (W, H) with its aspect kept, centred on black.
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError
-from .base import check_image
+from realtime_vrn.contracts import check_image
 
 
 class ImageFolderSink:

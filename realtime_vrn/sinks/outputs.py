@@ -2,12 +2,15 @@
 
 ``Outputs.push(reconstruction)`` renders once per frame (only if something consumes the picture) and hands
 the picture to every sink. Returns False when the user asked to stop (window closed, q / Esc).
+``Outputs.close()`` finishes every output and returns what it did, an :class:`OutputsReport`, which the caller
+records (the pipeline in its ``RunSummary``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,13 +189,27 @@ class MeshWriter:
         self._raise()
 
 
-class Outputs:
-    """Context manager owning the renderer and sinks of one run."""
+@dataclass(frozen=True)
+class OutputsReport:
+    """What a run's outputs did, once closed.
 
-    def __init__(self, config: RunConfig, source: Any, summary: Any) -> None:
+    completed: files and folders completed and in place; failed: "path: why" of every output that is not
+    complete (the run then exits non-zero); meshes_exported: meshes written to the --export folder.
+    """
+
+    completed: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    meshes_exported: int = 0
+
+
+class Outputs:
+    """Context manager owning the renderer and sinks of one run; :attr:`report` once closed."""
+
+    def __init__(self, config: RunConfig, source: Any) -> None:
         self.config = config
         self.source = source
-        self.summary = summary
+        #: What the outputs did (:meth:`close`'s result); None until they are closed.
+        self.report: OutputsReport | None = None
         self.view = config.view
         self.blend = config.blend
         self._renderer = None
@@ -269,27 +286,35 @@ class Outputs:
                                    named_prefix=path.stem + "_")
         return ImageFolderSink(path)
 
-    def close(self) -> None:
-        """Finish every output: each one that cannot be completed is recorded in ``summary.failed_outputs``
-        (the run then exits non-zero); only completed files are listed in ``summary.outputs``."""
+    def close(self) -> OutputsReport:
+        """Finish every output and return what they did (also kept in :attr:`report`; a second call returns the
+        same): each one that cannot be completed is in ``failed`` (the run then exits non-zero); only completed
+        files are in ``completed``."""
+        if self.report is not None:
+            return self.report
+        failed: list[str] = []
+        completed: list[str] = []
         try:
             self._meshes.close()
         except OutputError as err:
-            self.summary.failed_outputs.append(f"{self.config.export}: {err}")
+            failed.append(f"{self.config.export}: {err}")
         finally:
-            self.summary.meshes_exported = self._meshes.written
-            self._close_sinks()
+            try:
+                self._close_sinks(completed, failed)
+            finally:
+                self.report = OutputsReport(tuple(completed), tuple(failed), self._meshes.written)
+        return self.report
 
-    def _close_sinks(self) -> None:
+    def _close_sinks(self, completed: list[str], failed: list[str]) -> None:
         for sink in self._sinks:
             path = getattr(sink, "path", None) or getattr(sink, "folder", None)
             try:
                 sink.close()
                 if path is not None and getattr(sink, "frames_written", 1) > 0:
-                    self.summary.outputs.append(getattr(sink, "written", str(path)))
+                    completed.append(getattr(sink, "written", str(path)))
             except Exception as err:  # noqa: BLE001 - close every sink, report each failure
                 log.debug("could not finish %s", sink, exc_info=True)
-                self.summary.failed_outputs.append(f"{path or sink}: {err}")
+                failed.append(f"{path or sink}: {err}")
         self._sinks = []
         for obj in (self._renderer, self._window):
             if obj is not None:

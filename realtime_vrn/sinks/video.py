@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError
-from .base import check_image, fit_image
+from realtime_vrn.contracts import check_image
+
+from .base import fit_image
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,9 @@ import sys
 import numpy as np
 
 from ..errors import OutputError
-from .base import check_image, fit_image
+from realtime_vrn.contracts import check_image
+
+from .base import fit_image
 
 log = logging.getLogger(__name__)
 

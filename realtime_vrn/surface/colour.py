@@ -10,6 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
+from realtime_vrn.contracts import check_image
+
 from .mesh import Mesh
 
 #: Relative difference below which the crop's x, y and z scales count as one (the crop transform read off
@@ -38,8 +40,7 @@ def sample_colours(mesh: Mesh, crop_image: np.ndarray) -> np.ndarray:
     if mesh.frame != "crop":
         raise ValueError(f"expected a mesh in the crop frame, got frame={mesh.frame!r}")
     image = np.asarray(crop_image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (S, S, 3) uint8 RGB crop, got {image.shape} {image.dtype}")
+    check_image(image, "crop")
     h, w = image.shape[:2]
     # Nearest pixel centre (np.rint rounds halves to even, immaterial for colours), as one flat pixel index:
     # two float32 and one index buffer, rounded and clipped in place.

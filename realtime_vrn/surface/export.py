@@ -26,20 +26,6 @@ _FRAMES = {
 }
 
 
-def _check(mesh: Mesh) -> None:
-    v, f, n, c = mesh.vertices, mesh.faces, mesh.normals, mesh.colors
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"expected (V, 3) vertices, got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"expected (F, 3) faces, got {f.shape}")
-    if n.shape != v.shape:
-        raise ValueError(f"expected normals of shape {v.shape}, got {n.shape}")
-    if c is not None and (c.shape != v.shape or c.dtype != np.uint8):
-        raise ValueError(f"expected (V, 3) uint8 colours, got {c.shape} {c.dtype}")
-    if len(f) and (f.min() < 0 or f.max() >= len(v)):
-        raise ValueError("faces index vertices out of range")
-
-
 def _oriented(mesh: Mesh, y_up: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices float32, normals float32, faces int32) as they go into the file."""
     v = np.asarray(mesh.vertices, np.float32)
@@ -81,7 +67,7 @@ def write_obj(path: str | os.PathLike, mesh: Mesh, y_up: bool = False) -> None:
 
     Raises OutputError if the file cannot be written (it is written to a temporary file and renamed).
     """
-    _check(mesh)
+    mesh.validate()
     v, n, f = _oriented(mesh, y_up)
     header = "".join(f"# {line}\n" for line in _header_lines(mesh, y_up))
     if mesh.colors is not None:
@@ -106,7 +92,7 @@ def write_ply(path: str | os.PathLike, mesh: Mesh, y_up: bool = False, binary: b
     vertex: float x y z nx ny nz, uchar red green blue (left out without colours); face: list uchar int
     vertex_indices. Raises OutputError if the file cannot be written (temporary file, then rename).
     """
-    _check(mesh)
+    mesh.validate()
     v, n, f = _oriented(mesh, y_up)
     fields = [(name, "<f4") for name in ("x", "y", "z", "nx", "ny", "nz")]
     if mesh.colors is not None:

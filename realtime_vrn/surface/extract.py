@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import marching_cubes
 
+from realtime_vrn.contracts import check_logits
 from realtime_vrn.model.network import VRNConfig
 
 from .mesh import Mesh
@@ -227,26 +228,6 @@ def _drop_unused_vertices(mesh: Mesh) -> Mesh:
     )
 
 
-def check_logits(logits, shape: tuple[int, int, int], size: int, finite: bool = True) -> np.ndarray:
-    """The per-frame input check of every CPU extractor: (D, h, w) logits (or a (1, D, h, w) batch of one) of
-    ``shape`` for a ``size`` x ``size`` model, floating point -> C-contiguous float32 (a view when it already
-    is). ``finite``: also reject NaN and infinities here (an extractor may check them in its own pass)."""
-    arr = np.asarray(logits)
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.shape != shape:
-        raise ValueError(
-            f"expected logits of shape {shape} (depth, y, x) for a "
-            f"{size}x{size} model, got {tuple(np.shape(logits))}"
-        )
-    if arr.dtype.kind != "f":
-        raise TypeError(f"expected floating-point logits, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, np.float32)
-    if finite and not np.isfinite(arr).all():
-        raise ValueError("logits contain NaN or infinite values")
-    return arr
-
-
 class SurfaceExtractor:
     """The p = 0.5 iso-surface of one frame's low-resolution logits, as a crop-frame :class:`Mesh`.
 
@@ -256,6 +237,7 @@ class SurfaceExtractor:
     """
 
     name = "skimage"
+    on_device = False  # takes host logits (the SurfaceStage protocol, surface/extractors.py)
 
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
@@ -277,13 +259,19 @@ class SurfaceExtractor:
         """Nothing to compile (the registry's interface, :mod:`realtime_vrn.surface.extractors`)."""
         return self
 
+    def asarray(self, logits) -> np.ndarray:
+        """The host array :meth:`extract` takes (the SurfaceStage protocol)."""
+        return np.asarray(logits)
+
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.
 
         Returns the crop-frame mesh (see :class:`Mesh`): x, y crop pixels, z = depth index * 0.5, outward
         winding and unit outward normals, no colours. An empty or full volume gives ``Mesh.empty()``.
         """
-        grid = check_logits(logits, self.logits_shape, self.size)
+        grid = check_logits(logits, self.logits_shape, cast=True)
+        if not np.isfinite(grid).all():
+            raise ValueError("logits contain NaN or infinite values")
         cells = _straddling_cells(grid)
         if not cells.any():
             return Mesh.empty()

@@ -15,13 +15,34 @@ at start-up, not on the first frame).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from realtime_vrn.config import SURFACE_KINDS
 from realtime_vrn.errors import BackendError, ConfigError
 from realtime_vrn.model.network import VRNConfig
 
+if TYPE_CHECKING:
+    from realtime_vrn.backends.base import Backend
+    from realtime_vrn.surface.mesh import Mesh
+
 log = logging.getLogger(__name__)
+
+
+class SurfaceStage(Protocol):
+    """What the pipeline needs of a surface stage (the CPU extractors here, the GPU one in
+    :mod:`realtime_vrn.surface.gpu.extractor`).
+
+    on_device: True when it takes the backend's logits on the GPU (``backend.infer_device``), False for host
+    logits (``backend.infer``); ``asarray`` makes the array it takes of either (a CuPy view without a copy, or a
+    NumPy array); ``extract`` takes (D, g, g) float32 logits (or a batch of one) and returns the crop-frame Mesh.
+    """
+
+    name: str
+    on_device: bool
+
+    def asarray(self, logits: Any) -> Any: ...
+
+    def extract(self, logits: Any) -> "Mesh": ...
 
 
 def _numba(cfg: VRNConfig) -> Any:
@@ -42,7 +63,7 @@ def _skimage(cfg: VRNConfig) -> Any:
 EXTRACTORS: dict[str, Callable[[VRNConfig], Any]] = {"numba": _numba, "skimage": _skimage}
 
 
-def open_extractor(cfg: VRNConfig, name: str = "auto") -> Any:
+def open_extractor(cfg: VRNConfig, name: str = "auto") -> SurfaceStage:
     """A warmed-up CPU extractor for ``cfg``: ``name`` from EXTRACTORS, or ``"auto"`` for the first that starts.
 
     ConfigError for an unknown name (listing the valid ones); BackendError when none starts (with each one's
@@ -64,7 +85,7 @@ def open_extractor(cfg: VRNConfig, name: str = "auto") -> Any:
     raise BackendError("no CPU surface extractor starts: " + "; ".join(errors))
 
 
-def open_surface(kind: str, cfg: VRNConfig, backend: Any):
+def open_surface(kind: str, cfg: VRNConfig, backend: "Backend") -> SurfaceStage:
     """The surface stage for ``backend``'s logits: a warmed-up CPU extractor (:func:`open_extractor`) or a
     :class:`~realtime_vrn.surface.gpu.extractor.DeviceSurfaceExtractor` (GPU). ``kind``: auto, cpu (the fastest
     CPU extractor), cuda, or a CPU extractor's name.
@@ -75,7 +96,7 @@ def open_surface(kind: str, cfg: VRNConfig, backend: Any):
     """
     if kind not in SURFACE_KINDS:
         raise ConfigError(f"unknown surface stage {kind!r}; choose one of: {', '.join(SURFACE_KINDS)}")
-    on_device = bool(getattr(backend, "outputs_on_device", False))
+    on_device = backend.outputs_on_device
     if kind in EXTRACTORS:
         return _cpu(cfg, kind)
     if kind == "cpu" or (kind == "auto" and not on_device):
@@ -97,7 +118,7 @@ def open_surface(kind: str, cfg: VRNConfig, backend: Any):
     return extractor
 
 
-def _cpu(cfg: VRNConfig, name: str):
+def _cpu(cfg: VRNConfig, name: str) -> SurfaceStage:
     extractor = open_extractor(cfg, name)
     log.info("surface: marching cubes on the CPU (%s)", extractor.name)
     return extractor

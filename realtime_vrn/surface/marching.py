@@ -34,11 +34,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from realtime_vrn.contracts import check_logits
 from realtime_vrn.surface.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, triangle_table
 from realtime_vrn.surface.gpu.mc_twin import linear_tables
 from realtime_vrn.model.network import VRNConfig
 
-from .extract import check_logits
 from .mesh import Mesh
 
 #: Crop-frame z per depth index (the VRN volumes are twice as deep in z as in x and y).
@@ -344,6 +344,7 @@ class NumbaSurfaceExtractor:
     """
 
     name = "numba"
+    on_device = False  # takes host logits (the SurfaceStage protocol, surface/extractors.py)
 
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
@@ -378,13 +379,17 @@ class NumbaSurfaceExtractor:
         self.extract(sphere.astype(np.float32))
         return self
 
+    def asarray(self, logits) -> np.ndarray:
+        """The host array :meth:`extract` takes (the SurfaceStage protocol)."""
+        return np.asarray(logits)
+
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.
 
         Returns the crop-frame mesh (see :class:`Mesh`): x, y crop pixels, z = depth index * 0.5, outward
         winding and unit outward normals, no colours. An empty or full volume gives ``Mesh.empty()``.
         """
-        grid = check_logits(logits, self.logits_shape, self.size, finite=False)  # the kernel checks finiteness
+        grid = check_logits(logits, self.logits_shape, cast=True)  # the kernel checks finiteness
         while True:
             n_verts, n_faces = self._capacity
             verts = np.empty((n_verts, 3), np.float32)

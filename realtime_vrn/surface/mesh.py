@@ -46,3 +46,25 @@ class Mesh:
     @property
     def is_empty(self) -> bool:
         return len(self.faces) == 0
+
+    def validate(self, frame: str | None = None) -> "Mesh":
+        """The Mesh contract, checked at every boundary a mesh crosses (rendering, export); returns ``self``.
+
+        Shapes and dtypes as in the class docstring, colours None or like the vertices, face indices in range,
+        and ``frame`` when given ("crop" or "image"). Cheap enough per frame (one pass over the faces for the
+        index range). ``ValueError`` with "expected X, got Y" on a violation.
+        """
+        if frame is not None and self.frame != frame:
+            raise ValueError(f"expected a mesh in frame={frame!r}, got frame={self.frame!r}")
+        v, f, n, c = self.vertices, self.faces, self.normals, self.colors
+        if v.ndim != 2 or v.shape[1] != 3 or v.dtype != np.float32:
+            raise ValueError(f"expected vertices (V, 3) float32, got {v.shape} {v.dtype}")
+        if f.ndim != 2 or f.shape[1] != 3 or f.dtype != np.int32:
+            raise ValueError(f"expected faces (F, 3) int32, got {f.shape} {f.dtype}")
+        if n.shape != v.shape or n.dtype != np.float32:
+            raise ValueError(f"expected normals {v.shape} float32 like the vertices, got {n.shape} {n.dtype}")
+        if c is not None and (c.shape != v.shape or c.dtype != np.uint8):
+            raise ValueError(f"expected (V, 3) uint8 colours like the vertices {v.shape}, got {c.shape} {c.dtype}")
+        if len(f) and (f.min() < 0 or f.max() >= len(v)):
+            raise ValueError(f"expected face indices in [0, {len(v)}), got min {f.min()}, max {f.max()}: out of range")
+        return self

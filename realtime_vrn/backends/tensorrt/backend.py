@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime_vrn.backends.base import InferenceBackend, register_backend
-from realtime_vrn.backends.common import check_batch, cuda_available
+from realtime_vrn.backends.common import cuda_available
 from realtime_vrn.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class TensorRTBackend(InferenceBackend):
         self._runtime = self._engine = self._context = self._stream = None
         self._input = self._output = self._host_in = self._host_out = None
 
-    def open(self) -> None:
+    def _open(self) -> None:
         trt = import_tensorrt()
         import torch
 
@@ -115,40 +115,44 @@ class TensorRTBackend(InferenceBackend):
         self._runtime, self._engine, self._context = runtime, engine, context
         self.outputs_on_device = True
 
-    def infer_device(self, batch):
-        """(B, C, S, S) float32 batch -> (B', D, g, g) float32 CUDA tensor (g = cfg.grid_size), B' = the recipe's
-        batch (rows past B are padding). ``batch``: a host NumPy array (copied through the pinned buffer) or a CUDA tensor.
+    def _infer_device(self, batch):
+        """(N, C, S, S) float32 batch (checked by the base class) -> (N, D, g, g) float32 CUDA tensor (g =
+        cfg.grid_size): the first N rows of the engine's output, N at most the recipe's batch (the rows past N
+        are padding, computed on zeros and never returned). ``batch``: a host NumPy array (copied through the
+        pinned buffer) or a CUDA tensor.
 
         Runs on the backend's stream after the caller's current stream, and makes the caller's stream wait for it,
         so a consumer on the caller's stream (the CuPy surface stage on the default stream) reads finished logits
-        without a host synchronisation. The result is this backend's output buffer, overwritten by the next call.
+        without a host synchronisation. The result is a view of this backend's output buffer, overwritten by the
+        next call.
         """
         import torch
 
+        n = len(batch)
+        if n > self.recipe.batch:
+            raise BackendError(f"the {self.recipe_name} engine takes at most {self.recipe.batch} crops per call")
         if isinstance(batch, np.ndarray):
-            check_batch(batch, self.cfg)
-            if len(batch) > self.recipe.batch:
-                raise BackendError(f"the {self.recipe_name} engine takes at most {self.recipe.batch} crops per call")
             self._host_in.zero_()
-            self._host_in[: len(batch)].copy_(torch.from_numpy(batch))
+            self._host_in[:n].copy_(torch.from_numpy(batch))
             batch = self._host_in
         caller = torch.cuda.current_stream(self._input.device)
         self._stream.wait_stream(caller)
         with torch.cuda.stream(self._stream):
-            self._input.copy_(batch, non_blocking=True)
+            if len(batch) < len(self._input):  # a device batch of fewer rows than the engine's: pad with zeros
+                self._input[n:].zero_()
+            self._input[: len(batch)].copy_(batch, non_blocking=True)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
         caller.wait_stream(self._stream)
-        return self._output
+        return self._output[:n]  # rows of a C-contiguous tensor: a C-contiguous view
 
     @property
     def stream(self):
         return self._stream
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        check_batch(batch, self.cfg)
         size = self.recipe.batch
         out = np.empty((len(batch), *self._output.shape[1:]), np.float32)
         for start in range(0, len(batch), size):
@@ -164,7 +168,7 @@ class TensorRTBackend(InferenceBackend):
             out[start : start + len(chunk)] = self._host_out[: len(chunk)].numpy()
         return out
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._context = None
         self._engine = None
         self._runtime = None

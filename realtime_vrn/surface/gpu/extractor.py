@@ -28,6 +28,7 @@ class DeviceSurfaceExtractor:
     ``runtime`` replaces the CuPy runtime (tests run the kernels compiled for the CPU through it).
     """
 
+    name = "cuda"
     on_device = True
 
     def __init__(self, cfg: VRNConfig, runtime: Any = None) -> None:

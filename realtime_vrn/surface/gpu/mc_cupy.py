@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from realtime_vrn.contracts import check_logits
+
 from .mc_tables import EDGE_AXIS, EDGE_OWNER, ROW, triangle_counts, triangle_table
 from .mc_twin import RELEASE_UPSAMPLE, make_grid
 
@@ -210,7 +212,7 @@ class CupyMarchingCubes:
         """(D, h, w) or (1, D, h, w) float32 logits (device array / CUDA tensor; numpy is copied) -> DeviceMesh."""
         self.open()
         b, rt = self._buf, self._runtime
-        low = self._check(rt.asarray(logits))
+        low = check_logits(rt.asarray(logits), self.shape)
         self._events.clear()
         self._mark("start")
         self._classify_and_scan(low)
@@ -238,17 +240,6 @@ class CupyMarchingCubes:
         out["active_ids"] = host(b["active_ids"][:n_active])
         out.update(positions=host(mesh.vertices), normals=host(mesh.normals), faces=host(mesh.faces))
         return out
-
-    def _check(self, low):
-        if low.ndim == 4 and low.shape[0] == 1:
-            low = low[0]
-        if tuple(low.shape) != self.shape:
-            raise ValueError(f"expected logits of shape {self.shape} (or (1, ...)), got {tuple(low.shape)}")
-        if low.dtype != np.float32:
-            raise ValueError(f"expected float32 logits, got {low.dtype}")
-        if not low.flags.c_contiguous:
-            raise ValueError("expected C-contiguous logits")
-        return low
 
     def _field_args(self, low) -> tuple:
         g, b = self.grid, self._buf

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from realtime_vrn.contracts import check_logits
+
 from .mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_OWNER, VERTEX_COUNTS, triangle_counts, triangle_table
 
 #: Crop-frame z per depth index (the VRN volumes are twice as deep in z as in x and y).
@@ -272,10 +274,7 @@ def marching_cubes_twin(logits: np.ndarray, upsample: int = RELEASE_UPSAMPLE) ->
 
 
 def _check_logits(logits: np.ndarray) -> np.ndarray:
+    """(D, h, w) float32 NumPy logits of any size (the shared contract), made C-contiguous."""
     if not isinstance(logits, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(logits).__name__}")
-    if logits.ndim != 3:
-        raise ValueError(f"expected (D, h, w) logits, got shape {logits.shape}")
-    if logits.dtype != np.float32:
-        raise ValueError(f"expected float32 logits, got {logits.dtype}")
-    return np.ascontiguousarray(logits)
+    return check_logits(np.ascontiguousarray(logits), (None, None, None))
