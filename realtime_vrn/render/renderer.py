@@ -28,7 +28,7 @@ import cv2
 import moderngl
 import numpy as np
 
-from ..config import VIEWS
+from ..config import RASTERIZERS, VIEWS
 from ..surface.mesh import Mesh
 from .camera import OrbitCamera, overlay_matrices, window_rect
 from .context import create_offscreen_context
@@ -37,7 +37,6 @@ from .shading import SHADING_MODES, Lighting
 
 log = logging.getLogger(__name__)
 
-RASTERIZERS = ("auto", "compute", "pipeline")
 #: Background of the 3D views, RGB uint8.
 BACKGROUND_RGB = (28, 30, 36)
 #: Compute shaders need OpenGL 4.3.
