@@ -187,7 +187,7 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_bench_command(commands: argparse._SubParsersAction) -> None:
-    """``bench`` (the pipeline, its default command ``pipeline``) and one stage alone (:mod:`realtime_vrn.bench.cli`)."""
+    """``bench``: the pipeline (its default command ``pipeline``) or one stage alone (:mod:`.bench.cli`)."""
     from realtime_vrn.bench import cli as bench_cli
 
     bench = commands.add_parser(

@@ -7,7 +7,8 @@ up to :data:`BLOCK_RUNS` timed ones each), so drifting load on a shared machine 
 hold, while the untimed call absorbs the previous runtime's worker threads winding down. The input is a real
 face: skimage's astronaut photo, cropped to about the VRN crop and resized to the model's input size.
 
-Used by ``realtime-vrn bench --backends LIST`` and ``realtime-vrn bench backends CHECKPOINT [--backends a,b] [--runs N]``.
+Used by ``realtime-vrn bench --backends LIST`` and ``realtime-vrn bench backends CHECKPOINT [--backends a,b]
+[--runs N]``.
 """
 
 from __future__ import annotations
