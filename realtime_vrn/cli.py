@@ -2,12 +2,14 @@
 
     realtime-vrn [run] [--camera N | --video FILE | --image FILE|DIR] [options]   reconstruct (default: the demo clip)
     realtime-vrn bench [same options] [--json FILE]                              benchmark the pipeline
+    realtime-vrn bench backends CHECKPOINT | gpu --json FILE | render            one stage alone
     realtime-vrn weights fetch | convert FILE | list                             official / installed models
     realtime-vrn engine build | recipes                                          TensorRT engines
     realtime-vrn data | train | eval                                              our synthetic-data models
     realtime-vrn batch INPUTS... --out DIR [--workers N] [--address ADDR]         many videos / photos (Ray)
 
-``run`` is the default command: a command line without a command name runs it (``realtime-vrn --camera 0``).
+``run`` is the default command: a command line without a command name runs it (``realtime-vrn --camera 0``);
+likewise ``bench`` without a command name runs ``bench pipeline`` (``realtime-vrn bench --max-frames 300``).
 Every command, at every level, takes the common options ``-v`` / ``-q`` / ``--debug``, before or after its name.
 A module that adds commands has ``add_parser(subparsers)``; each command sets ``func`` to its handler,
 ``_cmd_<command>(args) -> int``. The choices of the options are declared in :mod:`realtime_vrn.config` and
@@ -36,7 +38,7 @@ from realtime_vrn.argtypes import backend_list, backend_name, camera_index, devi
     unit_float
 from realtime_vrn.config import FACE_CHOICES, MESH_FORMATS, OUTPUT_IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, \
     SURFACE_KINDS, VIEWS
-from realtime_vrn.errors import ConfigError, VRNError
+from realtime_vrn.errors import VRNError
 
 log = logging.getLogger("realtime_vrn")
 
@@ -73,13 +75,26 @@ class _Commands(argparse._SubParsersAction):
     argparse parses a subcommand's words into a fresh namespace and copies it over the parent's, which would drop
     a ``-v`` given before the name; so the subcommands' common options have no default and the values of the
     levels are combined here (counts add up, a flag given anywhere holds).
+
+    A command made with ``default_command=NAME`` runs its subcommand NAME when none is named, as the tree runs
+    ``run``: ``bench --max-frames 30`` is ``bench pipeline --max-frames 30``.
     """
 
-    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._default_commands: dict[str, str] = {}
+
+    def add_parser(self, name: str, default_command: str | None = None, **kwargs) -> argparse.ArgumentParser:
         kwargs["parents"] = [*kwargs.get("parents", ()), _common_options(suppress=True)]
+        if default_command is not None:
+            self._default_commands[name] = default_command
         return super().add_parser(name, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values[0] in self._default_commands:
+            sub = self._name_parser_map[values[0]]
+            values = [values[0], *_with_command(list(values[1:]), _command_names(sub),
+                                                self._default_commands[values[0]])]
         before = {dest: getattr(namespace, dest, default) for dest, default in _COMMON_DEFAULTS.items()}
         for dest, default in _COMMON_DEFAULTS.items():
             setattr(namespace, dest, default)
@@ -172,8 +187,17 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_bench_command(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("bench", help="benchmark the pipeline headless (FPS, stage latency) into JSON",
-                            description="Benchmark the pipeline headless and write JSON (FPS, stage latency).")
+    """``bench``: the pipeline (its default command ``pipeline``) or one stage alone (:mod:`.bench.cli`)."""
+    from realtime_vrn.bench import cli as bench_cli
+
+    bench = commands.add_parser(
+        "bench", default_command="pipeline", help="benchmarks: the pipeline headless (default), or one stage alone",
+        description="Benchmarks, each written as JSON with the machine's hardware and versions.",
+        epilog=f"Without a command, bench runs 'pipeline': '{PROG} bench --max-frames 300' is '{PROG} bench pipeline "
+               f"--max-frames 300' (its options: {PROG} bench pipeline --help).")
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="{pipeline,backends,gpu,render}")
+    p = sub.add_parser("pipeline", help="the pipeline headless (FPS, stage latency) into JSON (the default)",
+                       description="Benchmark the pipeline headless and write JSON (FPS, stage latency).")
     _add_run_options(p)
     p.add_argument("--json", type=Path, metavar="FILE", default=Path("benchmark.json"),
                    help="where to write the JSON (default benchmark.json)")
@@ -190,6 +214,7 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
                    help="also run the source with the sequential and the pipelined loop, alternating, and "
                         "report both FPS")
     p.set_defaults(func=_cmd_bench)
+    bench_cli.add_parser(sub)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -288,26 +313,23 @@ def _summary_json(summary) -> dict:
     return {"pipeline": asdict(summary), "environment": environment_info()}
 
 
-def _write_json(path: Path, data: dict, summary=None) -> None:
-    """Write ``data`` atomically. With a run's ``summary`` a failure is recorded there (the run's other outputs
-    are complete and listed); without one it is a user error."""
+def _write_json(path: Path, data: dict, summary) -> None:
+    """Write ``data`` atomically, a run's output: a failure is recorded in the run's ``summary`` (its other
+    outputs are complete and listed), a success listed there."""
     from realtime_vrn.fileio import write_atomic
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
     except OSError as err:
-        if summary is None:
-            raise ConfigError(f"cannot write {path}: {err.strerror}") from err
         summary.failed_outputs.append(f"{path}: {err.strerror or err}")
         return
-    if summary is not None:
-        summary.outputs.append(str(path))
-    else:
-        print(f"  wrote {path}")
+    summary.outputs.append(str(path))
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    """``bench`` / ``bench pipeline``."""
+    from realtime_vrn.bench.cli import write_json
     from realtime_vrn.bench.run import run_benchmark
 
     extra = {name: getattr(args, name) for name in ("json", "backends", "surface_runs", "render", "full_network",
@@ -318,7 +340,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     config.headless = True
     json_path = extra.pop("json")
     result = run_benchmark(config, **extra)
-    _write_json(json_path, result)
+    write_json(json_path, result)
     return EXIT_OK
 
 
@@ -348,17 +370,22 @@ def _command_tree() -> tuple[_Parser, tuple[str, ...]]:
     return parser, tuple(commands.choices)
 
 
-def _with_command(argv: list[str], commands: Sequence[str]) -> list[str]:
-    """``argv`` with the default command put where the command name goes when none is given: after the common
+def _command_names(parser: argparse.ArgumentParser) -> tuple[str, ...]:
+    """The names of ``parser``'s subcommands."""
+    return tuple(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+def _with_command(argv: list[str], commands: Sequence[str], default: str = DEFAULT_COMMAND) -> list[str]:
+    """``argv`` with the ``default`` command put where the command name goes when none is given: after the common
     options that come first (``-v --camera 0`` -> ``-v run --camera 0``). Help, version and a word that is no
-    command are left to the top-level parser (it lists the commands)."""
+    command are left to the parser (it lists the commands)."""
     for i, word in enumerate(argv):
         if _COMMON_WORD.fullmatch(word):
             continue
         if word in commands or word in ("-h", "--help", "--version") or not word.startswith("-"):
             return argv
-        return [*argv[:i], DEFAULT_COMMAND, *argv[i:]]
-    return [*argv, DEFAULT_COMMAND]
+        return [*argv[:i], default, *argv[i:]]
+    return [*argv, default]
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -22,6 +22,9 @@ ENV_PREFIX = "REALTIME_VRN_"
 #: The views, in the order the window's "v" key cycles them.
 VIEWS = ("overlay", "side_by_side", "mesh3d")
 MESH_FORMATS = ("obj", "ply")
+#: The renderer's rasterizers (realtime_vrn.render.renderer.Renderer): auto (compute when OpenGL 4.3 has it), the
+#: compute-shader one or the classic pipeline.
+RASTERIZERS = ("auto", "compute", "pipeline")
 #: The CPU marching-cubes implementations, fastest first (realtime_vrn.surface.extractors.EXTRACTORS: one factory
 #: per name, in this order).
 SURFACE_EXTRACTORS = ("numba", "skimage")

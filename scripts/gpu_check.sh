@@ -55,7 +55,7 @@ fi
 
 echo "== GPU benchmark -> $OUT/gpu-bench.json"
 # shellcheck disable=SC2086  # BENCH_ARGS and GPU_TESTS are lists
-"$PY" -m realtime_vrn.bench.gpu --out "$OUT/gpu-bench.json" ${BENCH_ARGS:-} > "$OUT/gpu-bench.log" 2>&1 || status=1
+"$PY" -m realtime_vrn bench gpu --json "$OUT/gpu-bench.json" ${BENCH_ARGS:-} > "$OUT/gpu-bench.log" 2>&1 || status=1
 "$PY" - "$OUT/gpu-bench.json" <<'EOF' || status=1
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import re
 import shutil
+import socket
 import subprocess
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +127,90 @@ def vrn_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "vrn-home"
     monkeypatch.setenv("REALTIME_VRN_HOME", str(home))
     return home
+
+
+@dataclass
+class HttpFiles:
+    """A local HTTP server's files and behaviour (:func:`http_files`).
+
+    url: ``http://127.0.0.1:PORT``; root: the folder it serves (``root / "a.bin"`` is ``{url}/a.bin``);
+    support_ranges: answer ``Range: bytes=N-`` with 206 (else 200 and the whole file); cut_after: close the
+    connection after this many body bytes (Content-Length stays full); hits / ranges: the path and the Range
+    header (or None) of every request, in order.
+    """
+
+    url: str
+    root: Path
+    support_ranges: bool = True
+    cut_after: int | None = None
+    hits: list[str] = field(default_factory=list)
+    ranges: list[str | None] = field(default_factory=list)
+
+
+def _files_handler(state: HttpFiles) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            state.hits.append(self.path)
+            state.ranges.append(self.headers.get("Range"))
+            path = state.root / self.path.lstrip("/")
+            if not path.is_file():
+                self.send_error(404, "Not Found")
+                return
+            data, start = path.read_bytes(), 0
+            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            if match and state.support_ranges:
+                start = int(match.group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if state.cut_after is not None:
+                self.wfile.write(body[: state.cut_after])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture()
+def http_files(tmp_path) -> HttpFiles:
+    """A local HTTP server on 127.0.0.1 in a thread, serving the files put into ``.root`` (no test touches the
+    internet): resumable (Range) downloads, a connection cut short, the requests it saw."""
+    root = tmp_path / "www"
+    root.mkdir()
+    state = HttpFiles(url="", root=root)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _files_handler(state))
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def closed_port_url(path: str) -> str:
+    """``http://127.0.0.1:PORT/path`` on a port where nothing listens (bound, then closed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{path}"
 
 
 #: A tiny network whose output is known exactly: zero last-layer weights and a bias that is positive for the

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 #: here: test_every_command_is_covered fails until it is.
 REQUIRED = {
     ("run",): [],
-    ("bench",): [],
+    ("bench", "pipeline"): [],
+    ("bench", "backends"): ["model.safetensors"],
+    ("bench", "gpu"): ["--json", "gpu.json"],
+    ("bench", "render"): [],
     ("weights", "fetch"): [],
     ("weights", "convert"): ["model.t7"],
     ("weights", "list"): [],
@@ -123,6 +126,27 @@ def test_the_default_command_is_run(argv, expected):
         assert getattr(args, name) == value, name
 
 
+@pytest.mark.parametrize("argv, expected", [
+    ([], {}),
+    (["--max-frames", "30"], {"max_frames": 30}),
+    (["-v", "--backends", "all", "-q"], {"backends": "all", "verbose": 1, "quiet": True}),
+    (["--json", "b.json", "--video", "in.mp4"], {"json": Path("b.json"), "video": Path("in.mp4")}),
+    (["pipeline", "--render"], {"render": True}),
+])
+def test_the_default_bench_command_is_the_pipeline(argv, expected):
+    """`realtime-vrn bench [options]` does what it did before bench had commands."""
+    args = parse_args(["bench", *argv])
+    assert (args.command, args.bench_command) == ("bench", "pipeline") and args.func is cli._cmd_bench
+    for name, value in expected.items():
+        assert getattr(args, name) == value, name
+
+
+def test_an_unknown_bench_command_lists_them(capsys):
+    assert main(["bench", "frobnicate"]) == 2
+    line = _error_line(capsys)
+    assert all(f"'{name}'" in line for name in ("frobnicate", "pipeline", "backends", "gpu", "render")), line
+
+
 def test_run_options_go_without_another_command(capsys):
     assert main(["--camera", "0", "weights", "list"]) == 2
     assert "unrecognized arguments: weights list" in _error_line(capsys)
@@ -194,6 +218,15 @@ def test_every_documented_command_line_parses(line):
     (["-v", "--camera", "0", "--backend", "magic"], "unknown backend 'magic'"),
     (["bench", "--output", "x.mkv"], "unknown output type '.mkv'"),
     (["bench", "--backends", "torch,magic"], "unknown backend 'magic' in --backends"),
+    (["bench", "backends", "m.safetensors", "--backends", "magic"], "unknown backend 'magic' in --backends"),
+    (["bench", "backends", "m.safetensors", "--device", "tpu"], "unknown device 'tpu'"),
+    (["bench", "backends", "m.safetensors", "--runs", "0"], "argument --runs: expected a whole number >= 1"),
+    (["bench", "backends"], "the following arguments are required: CHECKPOINT"),
+    (["bench", "gpu"], "the following arguments are required: --json"),
+    (["bench", "gpu", "--json", "g.json", "--runs", "x"], "argument --runs: expected a whole number >= 1"),
+    (["bench", "render", "--view", "sideways"], "argument --view: invalid choice: 'sideways'"),
+    (["bench", "render", "--rasterizer", "gpu"], "argument --rasterizer: invalid choice: 'gpu'"),
+    (["bench", "render", "--video", "in.mp4"], "unrecognized arguments: --video in.mp4"),
     (["batch", "clips/", "--out", "out", "--backend", "magic"], "unknown backend 'magic'"),
     (["batch", "clips/", "--out", "out", "--device", "tpu"], "unknown device 'tpu'"),
     (["batch", "clips/", "--out", "out", "--mesh-format", "stl"], "invalid choice: 'stl'"),
@@ -240,12 +273,15 @@ def test_the_same_checks_hold_for_the_environment(env, needle):
 
 
 def test_choices_are_declared_once():
-    from realtime_vrn.render.renderer import VIEWS
+    from realtime_vrn.render.renderer import RASTERIZERS, VIEWS
     from realtime_vrn.surface.extractors import EXTRACTORS
 
     assert tuple(EXTRACTORS) == config.SURFACE_EXTRACTORS
-    assert VIEWS is config.VIEWS
+    assert VIEWS is config.VIEWS and RASTERIZERS is config.RASTERIZERS
     run = _commands(cli._command_tree()[0])[("run",)]
     choices = {a.dest: a.choices for a in run._actions if a.choices}
     assert choices == {"view": config.VIEWS, "mesh_format": config.MESH_FORMATS, "faces": config.FACE_CHOICES,
                        "surface": config.SURFACE_KINDS}
+    render = _commands(cli._command_tree()[0])[("bench", "render")]
+    choices = {a.dest: a.choices for a in render._actions if a.choices}
+    assert choices == {"view": config.VIEWS, "rasterizer": config.RASTERIZERS}

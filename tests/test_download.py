@@ -1,89 +1,25 @@
-"""The resumable downloader, against a local HTTP server in a thread (no test touches the internet)."""
+"""The resumable downloader, against the local HTTP server of conftest (no test touches the internet)."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import re
-import socket
-import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from realtime_vrn.weights.download import DownloadError, download, part_path
 from realtime_vrn.weights import official
+from conftest import closed_port_url
 
 PAYLOAD = np.random.default_rng(0).bytes(3_000_000)
 
 
-@dataclass
-class ServerState:
-    """What the handler serves and how it misbehaves; ``ranges`` records the Range header of every request."""
-
-    payload: bytes = PAYLOAD
-    support_ranges: bool = True
-    cut_after: int | None = None  # close the connection after this many body bytes (Content-Length stays full)
-    ranges: list[str | None] = field(default_factory=list)
-
-
-def _handler(state: ServerState):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            state.ranges.append(self.headers.get("Range"))
-            if self.path != "/file.bin":
-                self.send_error(404, "Not Found")
-                return
-            data, start = state.payload, 0
-            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            if match and state.support_ranges:
-                start = int(match.group(1))
-                if start >= len(data):
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if state.cut_after is not None:
-                self.wfile.write(body[: state.cut_after])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    return Handler
-
-
 @pytest.fixture()
-def server():
-    state = ServerState()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/file.bin"
+def server(http_files):
+    """The conftest server with the payload at ``/file.bin``: (base url, its state)."""
+    (http_files.root / "file.bin").write_bytes(PAYLOAD)
+    return http_files.url, http_files
 
 
 def test_download_writes_the_file_and_no_part(server, tmp_path):
@@ -168,7 +104,7 @@ def test_checksum_is_verified(server, tmp_path):
 
 
 def test_unreachable_server_names_the_url_and_the_manual_route(tmp_path):
-    url = _closed_port_url()
+    url = closed_port_url("file.bin")
     dest = tmp_path / "file.bin"
     with pytest.raises(DownloadError) as info:
         download(url, dest, progress=False, timeout_s=5)
@@ -197,7 +133,7 @@ def test_official_fetch_refuses_an_error_page_size(server, vrn_home):
 
 
 def test_official_fetch_unreachable_tells_how_to_convert_by_hand(vrn_home):
-    url = _closed_port_url()
+    url = closed_port_url("file.bin")
     with pytest.raises(DownloadError) as info:
         official.fetch(url=url, progress=False)
     message = str(info.value)

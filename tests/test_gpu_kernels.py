@@ -237,18 +237,17 @@ def test_pipeline_with_the_gpu_surface_stage_matches_the_cpu_one(cpu_kernels, pl
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
+    from realtime_vrn.sources.base import Frame
     from realtime_vrn.surface.smoothing import LogitSmoother
 
-    class Frame:
-        image, index, timestamp = astronaut, 0, 0.0
-
+    frame = Frame(astronaut, 0, 0.0)
     cfg = read_checkpoint_header(plane_checkpoint).cfg
     with open_backend("onnxruntime", plane_checkpoint) as backend, open_tracker(static=True) as tracker:
-        cpu = Reconstructor(tracker, backend, cfg).process(Frame())
+        cpu = Reconstructor(tracker, backend, cfg).process(frame)
         device = DeviceSurfaceExtractor(cfg, runtime=EmulatedRuntime(cpu_kernels, blocks=4, threads=8))
         rec = Reconstructor(tracker, _DeviceOutputs(backend), cfg, smoother=LogitSmoother(), extractor=device)
-        got = rec.process(Frame())
-        again = rec.process(Frame())  # the smoother's second frame runs on the "device" array too
+        got = rec.process(frame)
+        again = rec.process(frame)  # the smoother's second frame runs on the "device" array too
     assert got.mesh.frame == cpu.mesh.frame == "image" and got.mesh.colors is not None
     area_gpu, area_cpu = mesh_area(got.mesh.vertices, got.mesh.faces), mesh_area(cpu.mesh.vertices, cpu.mesh.faces)
     assert abs(area_gpu / area_cpu - 1) < 0.01

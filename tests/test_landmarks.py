@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import subprocess
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import cv2
@@ -23,6 +20,7 @@ from realtime_vrn.landmarks import base as base_module
 from realtime_vrn.landmarks import registry as registry_module
 from realtime_vrn.landmarks import mediapipe_solutions, mediapipe_tasks
 from realtime_vrn.sources import open_source, read_image_rgb
+from conftest import closed_port_url
 
 #: The official pipeline's 68 FAN points for the demo photos (AaronJackson/vrn examples/*.txt, made 0-based),
 #: summarised as (mean x, mean y, box width, box height) in frame pixels: what the crop depends on.
@@ -346,67 +344,33 @@ def test_tasks_timestamps_strictly_increase():
 
 # -- model download (Tasks backend) ------------------------------------------------------------------------
 
-@pytest.fixture()
-def http_server(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving the folder ``root`` (no internet in tests)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    hits: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            super().do_GET()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}", root=root, hits=hits)
-    server.shutdown()
-    server.server_close()
-    thread.join(2)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again on exit: nothing listens there
-    return f"http://127.0.0.1:{port}/face_landmarker.task"
-
-
 def test_model_path_follows_realtime_vrn_home(vrn_home):
     assert mediapipe_tasks.model_path() == vrn_home / "models" / "face_landmarker.task"
 
 
-def test_tasks_backend_downloads_its_model_once_into_the_cache(http_server, vrn_home, monkeypatch):
+def test_tasks_backend_downloads_its_model_once_into_the_cache(http_files, vrn_home, monkeypatch):
     junk = bytes(range(256)) * 4000  # big enough to pass the size check, not a model bundle
-    (http_server.root / "face_landmarker.task").write_bytes(junk)
-    monkeypatch.setattr(mediapipe_tasks, "MODEL_URL", f"{http_server.url}/face_landmarker.task")
+    (http_files.root / "face_landmarker.task").write_bytes(junk)
+    monkeypatch.setattr(mediapipe_tasks, "MODEL_URL", f"{http_files.url}/face_landmarker.task")
     for _ in range(2):
         with pytest.raises(BackendError, match="mediapipe_tasks: cannot load the face landmarker model"):
             open_tracker(backend="mediapipe_tasks")
     cached = vrn_home / "models" / "face_landmarker.task"
     assert cached.read_bytes() == junk
     assert list(cached.parent.iterdir()) == [cached]  # renamed into place, no partial file left
-    assert http_server.hits == ["/face_landmarker.task"]  # downloaded once, then taken from the cache
+    assert http_files.hits == ["/face_landmarker.task"]  # downloaded once, then taken from the cache
 
 
-def test_tasks_backend_rejects_an_error_page(http_server, vrn_home, monkeypatch):
-    (http_server.root / "face_landmarker.task").write_text("<html>quota exceeded</html>")
-    monkeypatch.setattr(mediapipe_tasks, "MODEL_URL", f"{http_server.url}/face_landmarker.task")
+def test_tasks_backend_rejects_an_error_page(http_files, vrn_home, monkeypatch):
+    (http_files.root / "face_landmarker.task").write_text("<html>quota exceeded</html>")
+    monkeypatch.setattr(mediapipe_tasks, "MODEL_URL", f"{http_files.url}/face_landmarker.task")
     with pytest.raises(BackendError, match="at least 1000000"):
         open_tracker(backend="mediapipe_tasks")
     assert not (vrn_home / "models" / "face_landmarker.task").exists()
 
 
 def test_tasks_backend_unreachable_model_names_the_url_and_the_path(vrn_home, monkeypatch):
-    url = closed_port_url()
+    url = closed_port_url("face_landmarker.task")
     monkeypatch.setattr(mediapipe_tasks, "MODEL_URL", url)
     with pytest.raises(BackendError) as info:
         open_tracker(backend="mediapipe_tasks")

@@ -7,6 +7,7 @@ import pytest
 
 from realtime_vrn.config import RunConfig
 from realtime_vrn.pipeline import Reconstructor, run
+from realtime_vrn.sources.base import Frame
 from conftest import PLANE_DEPTH_BINS, PLANE_INPUT
 
 
@@ -21,13 +22,8 @@ def reconstructor(plane_checkpoint):
         yield Reconstructor(tracker, backend, cfg)
 
 
-class _Frame:
-    def __init__(self, image, index=0):
-        self.image, self.index, self.timestamp, self.media_time = image, index, 0.0, None
-
-
 def test_plane_lands_on_the_crop_footprint(reconstructor, astronaut):
-    rec = reconstructor.process(_Frame(astronaut))
+    rec = reconstructor.process(Frame(astronaut, 0, 0.0))
     assert rec.has_face and rec.mesh is not None and not rec.mesh.is_empty
     mesh, crop = rec.mesh, rec.crop
     assert mesh.frame == "image"
@@ -49,13 +45,13 @@ def test_face_photos_all_reconstruct(reconstructor, face_photos):
 
     for path in face_photos:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        rec = reconstructor.process(_Frame(image))
+        rec = reconstructor.process(Frame(image, 0, 0.0))
         assert rec.has_face, path.name
         assert rec.mesh is not None and len(rec.mesh.faces) > 100, path.name
 
 
 def test_no_face_passes_through(reconstructor):
-    rec = reconstructor.process(_Frame(np.zeros((240, 320, 3), np.uint8)))
+    rec = reconstructor.process(Frame(np.zeros((240, 320, 3), np.uint8), 0, 0.0))
     assert not rec.has_face and rec.mesh is None and rec.crop is None
     assert "landmarks" in rec.timings
 
@@ -120,7 +116,7 @@ def test_overlay_lands_where_the_inverse_crop_puts_it(reconstructor, astronaut):
     the frame (the crop's inverse transform), within 1 px."""
     from realtime_vrn.render import Renderer
 
-    rec = reconstructor.process(_Frame(astronaut))
+    rec = reconstructor.process(Frame(astronaut, 0, 0.0))
     black = np.zeros_like(astronaut)
     with Renderer() as renderer:
         picture = renderer.render(black, rec.mesh, view="overlay", blend=1.0)
@@ -157,7 +153,7 @@ class _CountingFrames:
             if i == self.fail_at:
                 raise OSError("camera unplugged")
             self.read += 1
-            yield _Frame(self.image, i)
+            yield Frame(self.image, i, 0.0)
 
 
 def test_pipelined_worker_errors_reach_the_caller_and_early_exit_stops_it(reconstructor, astronaut):

@@ -281,6 +281,7 @@ def test_each_face_has_its_own_logit_smoother(plane_checkpoint):
     from realtime_vrn.landmarks.ibug68 import to_ibug68
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
+    from realtime_vrn.sources.base import Frame
     from realtime_vrn.surface.smoothing import LogitSmoother
 
     class _Tracker:  # the faces of a script, already numbered
@@ -291,10 +292,7 @@ def test_each_face_has_its_own_logit_smoother(plane_checkpoint):
             faces = self.script.pop(0)
             return [FaceLandmarks(points=p, points68=to_ibug68(p), n_faces=len(faces), track=n) for n, p in faces]
 
-    class _Frame:
-        def __init__(self, index):
-            self.image, self.index, self.timestamp = np.zeros((240, 480, 3), np.uint8), index, index / 30
-
+    image = np.zeros((240, 480, 3), np.uint8)
     left, right = _face(20, 40), _face(300, 40, seed=1)
     tracker = _Tracker([[(1, left), (2, right)], [(1, left)], [(1, left), (2, right)]])
     cfg = read_checkpoint_header(plane_checkpoint).cfg
@@ -302,7 +300,7 @@ def test_each_face_has_its_own_logit_smoother(plane_checkpoint):
         rec = Reconstructor(tracker, backend, cfg, media_fps=30.0, smoother=LogitSmoother(), all_faces=True)
         smoothers = []
         for i in range(3):
-            out = rec.process(_Frame(i))
+            out = rec.process(Frame(image, i, i / 30))
             crops = {face.track: tuple(face.crop.centre) for face in (out, *out.others)}
             smoothers.append(dict(rec._track_smoothers))
             for track, smoother in rec._track_smoothers.items():  # each holds the state of its own face's crop

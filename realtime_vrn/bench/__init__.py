@@ -8,8 +8,10 @@
 - :mod:`.backends`    - the network alone per inference backend, against torch float32;
 - :mod:`.gpu`         - the network on CUDA and the CuPy marching cubes against their CPU references;
 - :mod:`.render`      - render + read-back of a face-sized mesh;
-- :mod:`.jitter`      - surface jitter on a still face, smoothing off and on.
+- :mod:`.jitter`      - surface jitter on a still face, smoothing off and on;
+- :mod:`.cli`         - the commands ``realtime-vrn bench backends | gpu | render`` (one stage alone; plain
+  ``realtime-vrn bench`` is ``bench pipeline``, :mod:`.run`); ``python -m realtime_vrn.bench ...`` is the same
+  command (``__main__``).
 
-``python -m realtime_vrn.bench {backends,gpu,render} ...`` runs one stage benchmark alone (``__main__``).
 Nothing is imported here: the pipeline imports :mod:`.timing`, and :mod:`.run` imports the pipeline.
 """

@@ -7,12 +7,12 @@ up to :data:`BLOCK_RUNS` timed ones each), so drifting load on a shared machine 
 hold, while the untimed call absorbs the previous runtime's worker threads winding down. The input is a real
 face: skimage's astronaut photo, cropped to about the VRN crop and resized to the model's input size.
 
-Used by the benchmark CLI; also ``python -m realtime_vrn.bench backends CHECKPOINT [--backends a,b] [--runs N]``.
+Used by ``realtime-vrn bench --backends LIST`` and ``realtime-vrn bench backends CHECKPOINT [--backends a,b]
+[--runs N]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -159,18 +159,3 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _ratio(entry: dict[str, Any]) -> str:
     return f"{entry['vs_torch']:.2f}" if "vs_torch" in entry else "-"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime_vrn.bench backends", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--backends", type=lambda s: [n for n in s.split(",") if n], default=None)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    args = parser.parse_args(argv)
-    result = benchmark_backends(args.checkpoint, args.backends, args.runs, args.device)
-    print(format_table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0

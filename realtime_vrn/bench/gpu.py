@@ -1,6 +1,6 @@
 """GPU benchmark: the network on CUDA (FP32, FP16 + channels_last, + CUDA graph) and the CuPy marching cubes.
 
-``python -m realtime_vrn.bench gpu --out FILE.json`` (scripts/gpu_check.sh runs it on a lent GPU machine).
+``realtime-vrn bench gpu --json FILE.json`` (scripts/gpu_check.sh runs it on a lent GPU machine).
 Each measurement checks correctness before timing it (FP16 against FP32 logits; the kernel against its NumPy
 twin and scikit-image), warms up, synchronises inside the timed region and reports median and p95 over many
 runs, next to the CPU references measured in the same run. Hardware and versions go into the JSON.
@@ -10,11 +10,9 @@ Also runs without a GPU (``--cpu-only``): then only the NumPy twin and scikit-im
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -211,15 +209,15 @@ def _time_compiled(net, crop, runs: int) -> dict[str, Any]:
     return {**time_calls(lambda: compiled(crop), runs, sync=torch.cuda.synchronize), "compile_s": compile_s}
 
 
-def run(out_path: Path, runs: int, cpu_only: bool, compile_model: bool) -> dict[str, Any]:
+def run(runs: int = 200, cpu_only: bool = False, compile_model: bool = False) -> dict[str, Any]:
+    """Every section (the CPU references; unless ``cpu_only`` the CuPy kernel and the network on CUDA), JSON-ready;
+    a section that fails holds its ``error`` (``realtime-vrn bench gpu`` writes the result)."""
     logits = face_logits()
     result: dict[str, Any] = {"environment": environment_info(), "targets_ms": TARGETS_MS}
     result["cpu_references"] = bench_cpu_references(logits)
     if not cpu_only:
         result["marching_cubes_gpu"] = _guarded(lambda: bench_marching_cubes(logits, runs))
         result["network_gpu"] = _guarded(lambda: bench_network(runs, compile_model))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -230,16 +228,3 @@ def _guarded(fn: Callable[[], dict]) -> dict:
     except Exception as err:  # noqa: BLE001 - reported in the JSON and the log
         log.exception("benchmark section failed")
         return {"error": f"{type(err).__name__}: {err}"}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime_vrn.bench gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--runs", type=int, default=200, help="timed runs per GPU measurement")
-    parser.add_argument("--cpu-only", action="store_true", help="only the CPU references (no GPU needed)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = run(args.out, args.runs, args.cpu_only, args.compile)
-    print(json.dumps(result, indent=2))
-    return 0

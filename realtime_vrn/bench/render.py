@@ -1,9 +1,9 @@
 """Benchmark of the renderer: render + read-back of a frame with a face-sized mesh, warmed up, median / p95.
 
-``benchmark_render`` returns a JSON-ready dict for the project's benchmark CLI. The mesh is a closed
-ellipsoid in the image frame (front and back, like the VRN volume's surface) of the size of a face close to a
-webcam; the frame is a smooth gradient. Correctness is checked before timing: the overlay must cover the
-ellipse's analytic silhouette.
+``benchmark_render`` returns a JSON-ready dict for ``realtime-vrn bench --render`` and ``realtime-vrn bench
+render``. The mesh is a closed ellipsoid in the image frame (front and back, like the VRN volume's surface) of the
+size of a face close to a webcam; the frame is a smooth gradient. Correctness is checked before timing: the
+overlay must cover the ellipse's analytic silhouette.
 """
 
 from __future__ import annotations
@@ -143,14 +143,3 @@ def _gradient_frame(width: int, height: int) -> np.ndarray:
     x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
     return np.stack(np.broadcast_arrays(x, y, (x + y) / 2), axis=-1).astype(np.uint8)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m realtime_vrn.bench render``: print the default measurement as JSON."""
-    import argparse
-    import json
-
-    argparse.ArgumentParser(prog="python -m realtime_vrn.bench render", description=__doc__.splitlines()[0]
-                            ).parse_args(argv)
-    print(json.dumps(benchmark_render(), indent=2))
-    return 0

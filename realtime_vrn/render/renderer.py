@@ -28,7 +28,7 @@ import cv2
 import moderngl
 import numpy as np
 
-from ..config import VIEWS
+from ..config import RASTERIZERS, VIEWS
 from ..contracts import check_image
 from ..surface.mesh import Mesh
 from .camera import OrbitCamera, overlay_matrices, window_rect
@@ -38,7 +38,6 @@ from .shading import SHADING_MODES, Lighting
 
 log = logging.getLogger(__name__)
 
-RASTERIZERS = ("auto", "compute", "pipeline")
 #: Background of the 3D views, RGB uint8.
 BACKGROUND_RGB = (28, 30, 36)
 #: Compute shaders need OpenGL 4.3.

@@ -128,7 +128,8 @@ class LiveWindow:
             import glfw
         except ImportError as err:
             raise DisplayError(
-                f"the live window needs glfw: pip install 'realtime-vrn[window]', or {HEADLESS_HINT}"
+                f"the live window needs glfw, a dependency of realtime-vrn that is missing from this environment "
+                f"(pip install glfw, or reinstall realtime-vrn), or {HEADLESS_HINT}"
             ) from err
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
