@@ -100,6 +100,16 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def ict_model():
+    """The ICT face model of the shared data (skips with its reason outside CI, fails in CI)."""
+    from realtime_vrn.training.facemodel import FaceModel, default_npz
+
+    if not default_npz().is_file():
+        pytest.skip(f"ICT face model missing at {default_npz()} (shared data)")
+    return FaceModel.load(default_npz())
+
+
+@pytest.fixture(scope="session")
 def face_photos() -> list[Path]:
     """The five bundled real face photos (AFLW large poses + a frontal portrait), JPEG files."""
     return sorted(FACES.glob("*.jpg"))

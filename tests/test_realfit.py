@@ -11,12 +11,8 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
-def model():
-    from realtime_vrn.training.facemodel import default_npz, FaceModel
-
-    if not default_npz().is_file():
-        pytest.skip(f"ICT face model missing at {default_npz()} (shared data)")
-    return FaceModel.load(default_npz())
+def model(ict_model):
+    return ict_model
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,8 @@ from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
 
 
 @pytest.fixture(scope="module")
-def model():
-    from realtime_vrn.training.facemodel import default_npz, FaceModel
-
-    if not default_npz().is_file():
-        pytest.skip(f"ICT face model missing at {default_npz()} (shared data)")
-    return FaceModel.load(default_npz())
+def model(ict_model):
+    return ict_model
 
 
 @pytest.fixture(scope="module")
