@@ -62,6 +62,7 @@ def add_parser(subparsers) -> None:
     skin.add_argument("out", type=Path, help="bank file to write (.npz; training data: keep it out of the repo)")
     skin.add_argument("sources", type=Path, nargs="+", help="folders or files of photos and videos")
     skin.add_argument("--frames-per-clip", type=positive_int, default=16)
+    skin.add_argument("--face-model", type=Path, default=None, metavar="FILE", help="ict_face_model.npz")
     skin.set_defaults(func=_cmd_skin)
 
     fit = dsub.add_parser("fit", help="real photos with the ICT face fitted to MediaPipe's points on them, as "
@@ -76,6 +77,7 @@ def add_parser(subparsers) -> None:
                      help="crops per face: the pipeline's own, then ones cut from jittered points")
     fit.add_argument("--size", type=positive_int, default=96, help="crop side S (the model's input size)")
     fit.add_argument("--depth-bins", type=positive_int, default=100)
+    fit.add_argument("--face-model", type=Path, default=None, metavar="FILE", help="ict_face_model.npz")
     fit.set_defaults(func=_cmd_fit)
 
     preview = dsub.add_parser("preview", help="a PNG grid of samples: crop, landmarks, GT depth, volume side view")
@@ -173,6 +175,9 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--sheet", type=int, default=6, metavar="N",
                     help="--real: photos in the comparison sheet photos.png (0 = none)")
     ev.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu for --heldout, auto for --real)")
+    ev.add_argument("--face-model", type=Path, default=None, metavar="FILE",
+                    help="--real: ict_face_model.npz for the mean-face and ICT-fit baselines (default: "
+                         "$REALTIME_VRN_SHARED/data/ict-facekit/ict_face_model.npz)")
     ev.set_defaults(func=_cmd_eval)
 
 
@@ -218,7 +223,10 @@ def _cmd_skin(args) -> int:
     from realtime_vrn.training.skinbank import build_skin_bank
 
     try:
-        counts = build_skin_bank(args.sources, args.out, frames_per_clip=args.frames_per_clip)
+        from realtime_vrn.training.facemodel import FaceModel
+
+        counts = build_skin_bank(args.sources, args.out, frames_per_clip=args.frames_per_clip,
+                                 model=FaceModel.load(args.face_model))
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from err
     print(f"{counts['textures']} faces baked from {counts['frames']} images/frames of {counts['files']} files, "
@@ -231,7 +239,8 @@ def _cmd_fit(args) -> int:
 
     try:
         counts = build_real_shards(args.sources, args.out, args.renders, size=args.size, depth_bins=args.depth_bins,
-                                   frames_per_clip=args.frames_per_clip, variants=args.variants)
+                                   frames_per_clip=args.frames_per_clip, variants=args.variants,
+                                   face_model=args.face_model)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from err
     print(f"{counts['fitted']} of {counts['faces']} faces fitted in {counts['frames']} images/frames of "
@@ -383,13 +392,13 @@ def _cmd_eval_real(args) -> int:
 
         try:
             print(photos_sheet(args.photos, weights, out / "photos.png", backend=args.backend,
-                               device=args.device or "auto", limit=args.limit))
+                               device=args.device or "auto", limit=args.limit, face_model=args.face_model))
         except RealFaceError as err:
             raise ConfigError(str(err)) from err
         return 0
     try:
         report, sheet = evaluate_real(args.real, weights, backend=args.backend, device=args.device or "auto",
-                                      limit=args.limit, sheet_count=max(args.sheet, 0))
+                                      limit=args.limit, sheet_count=max(args.sheet, 0), face_model=args.face_model)
         paths = write_real_report(report, sheet, out)
     except RealFaceError as err:
         raise ConfigError(str(err)) from err

@@ -66,7 +66,7 @@ def shared_dir() -> Path:
     if not value:
         raise FaceModelError(f"no face model given and {SHARED_ENV} is not set: set {SHARED_ENV} to the shared data "
                              f"folder (the one holding {SHARED_NPZ.as_posix()}) or pass the path of "
-                             "ict_face_model.npz (e.g. `realtime-vrn data render --face-model FILE`)")
+                             "ict_face_model.npz (--face-model FILE of data render, data skin, data fit and eval)")
     return Path(value).expanduser()
 
 

@@ -394,7 +394,8 @@ def score_photo(photo: RealPhoto, result: PhotoSurfaces | None) -> dict:
 
 
 def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "auto", device: str = "auto",
-                  limit: int | None = None, sheet_count: int = 6, progress: bool = True) -> tuple[dict, list]:
+                  limit: int | None = None, sheet_count: int = 6, progress: bool = True,
+                  face_model: str | Path | None = None) -> tuple[dict, list]:
     """Score every photo of ``folder`` (see the module docstring). Returns (report, sheet rows): the report is
     JSON-ready (``summary`` + ``per_photo``); the sheet rows are the :class:`PhotoSurfaces` of the first
     ``sheet_count`` photos where MediaPipe found a face, for :func:`comparison_sheet`."""
@@ -403,7 +404,7 @@ def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "au
 
     photos = load_real_folder(folder, limit)
     per_photo, sheet = [], []
-    with RealFaceRunner(weights, backend, device) as runner:
+    with RealFaceRunner(weights, backend, device, face_model) as runner:
         for i, photo in enumerate(tqdm(photos, desc="real photos", unit="photo", disable=not progress)):
             bgr = cv2.imread(str(photo.image), cv2.IMREAD_COLOR)
             if bgr is None:
@@ -534,7 +535,7 @@ def comparison_sheet(rows: Iterable[PhotoSurfaces], path: str | Path, display: i
 
 
 def photos_sheet(folder: str | Path, weights: str | Path, path: str | Path, *, backend: str = "auto",
-                 device: str = "auto", limit: int | None = None) -> Path:
+                 device: str = "auto", limit: int | None = None, face_model: str | Path | None = None) -> Path:
     """:func:`comparison_sheet` for any photos (``*.jpg``, ``*.jpeg``, ``*.png`` of ``folder``, sorted; no ground
     truth needed): our mesh beside MediaPipe's. Photos without a face are left out (logged)."""
     import cv2
@@ -544,7 +545,7 @@ def photos_sheet(folder: str | Path, weights: str | Path, path: str | Path, *, b
     if not files:
         raise RealFaceError(f"{folder} holds no .jpg or .png photos")
     rows = []
-    with RealFaceRunner(weights, backend, device) as runner:
+    with RealFaceRunner(weights, backend, device, face_model) as runner:
         for i, photo in enumerate(files):
             bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
             if bgr is None:

@@ -356,7 +356,7 @@ def correspondence_from_shards(folder: str | Path, model: FaceModel) -> np.ndarr
 
 def build_real_shards(sources: list[Path], out: str | Path, renders: str | Path | None = None, *, size: int = 96,
                       depth_bins: int = 100, frames_per_clip: int = 64, variants: int = 2,
-                      shard_size: int = 500, progress: bool = True) -> dict:
+                      shard_size: int = 500, progress: bool = True, face_model: str | Path | None = None) -> dict:
     """Fit every usable face of the photos and clips under ``sources`` and write samples (``variants`` crops per
     face: the pipeline's own, then jittered ones) as ``shard-K.npz`` files under ``out``, K from
     :data:`REAL_SEED_BASE`, in the renders' shard format plus ``source = "photo-fit"``. ``renders``: an annotated
@@ -368,7 +368,7 @@ def build_real_shards(sources: list[Path], out: str | Path, renders: str | Path 
     from realtime_vrn.training.skinbank import _frames, list_sources
     from realtime_vrn.training.synth import SynthConfig
 
-    model = FaceModel.load()
+    model = FaceModel.load(face_model)
     corr = packaged_correspondence() if renders is None else correspondence_from_shards(renders, model)
     cfg = SynthConfig(size=size, depth_bins=depth_bins)
     files = list_sources(sources)
