@@ -1,4 +1,5 @@
-"""Mesh helpers of the training data (synthetic renders and the skin bank): vertex normals, neighbour averaging."""
+"""Mesh helpers of the training data (synthetic renders, the skin bank, the photo fits): vertex normals, neighbour
+averaging, the scaled-orthographic pose of model points on image points."""
 
 from __future__ import annotations
 
@@ -32,3 +33,18 @@ def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
         for c in range(3):
             n[:, c] += np.bincount(f[:, k], weights=fn[:, c], minlength=len(v))
     return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def scaled_orthographic(model_points: np.ndarray, image_points: np.ndarray
+                        ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled-orthographic pose of (P, 3) model points on (P, 2) image points: the least-squares affine 2 x 3 map of
+    the centred points made a scaled rotation (nearest orthonormal rows R12 = U Vt of its SVD, scale = mean
+    singular value). Returns (scale, r12 (2, 3), model centre (3,), image centre (2,)), so that
+    ``image ~ scale * (model - model_centre) @ r12.T + image_centre``. The image axes are the caller's (y down or
+    up): the third axis r1 x r2 points away from the viewer for y down, towards it for y up."""
+    model_points = np.asarray(model_points, np.float64)
+    image_points = np.asarray(image_points, np.float64)
+    centre_model, centre_image = model_points.mean(axis=0), image_points.mean(axis=0)
+    m, *_ = np.linalg.lstsq(model_points - centre_model, image_points - centre_image, rcond=None)  # (3, 2)
+    u, s, vt = np.linalg.svd(m.T, full_matrices=False)
+    return float(s.mean()), u @ vt, centre_model, centre_image

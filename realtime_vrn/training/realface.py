@@ -189,18 +189,13 @@ class MeanFace:
     def posed(self, points68: np.ndarray) -> np.ndarray:
         """The face area posed on (68, 2) image points (x, y px, y down) by a scaled-orthographic fit.
 
-        Least-squares affine 2 x 3 map of the centred model landmarks to the centred points, made a scaled
-        rotation (nearest orthonormal rows R12 = U Vt of its SVD, scale = mean singular value, r3 = r1 x r2).
-        Returns (V, 3) float64 image-frame vertices: x, y px, z px larger nearer (z = -s r3 . X; the model's +z
+        :func:`~realtime_vrn.training.meshops.scaled_orthographic` of its 68 landmarks (r3 = r1 x r2). Returns (V, 3) float64 image-frame vertices: x, y px, z px larger nearer (z = -s r3 . X; the model's +z
         faces the viewer, the image frame's z = r1 x r2 points into the screen).
         """
-        x = np.asarray(points68, np.float64)[:, :2]
-        centre_model, centre_image = self.landmarks.mean(axis=0), x.mean(axis=0)
-        m, *_ = np.linalg.lstsq(self.landmarks - centre_model, x - centre_image, rcond=None)  # (3, 2)
-        u, s, vt = np.linalg.svd(m.T, full_matrices=False)
-        r12 = u @ vt
+        from realtime_vrn.training.meshops import scaled_orthographic
+
+        scale, r12, centre_model, centre_image = scaled_orthographic(self.landmarks, np.asarray(points68)[:, :2])
         r3 = np.cross(r12[0], r12[1])
-        scale = float(s.mean())
         centred = self.vertices - centre_model
         out = np.empty_like(self.vertices)
         out[:, :2] = scale * centred @ r12.T + centre_image

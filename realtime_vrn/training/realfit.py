@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from realtime_vrn.training.facemodel import FaceModel
 
@@ -109,16 +110,6 @@ class Fit:
     rms_px: float
 
 
-def _rodrigues(theta: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation of the axis-angle vector theta (radians)."""
-    angle = float(np.linalg.norm(theta))
-    if angle < 1e-12:
-        return np.eye(3)
-    kx, ky, kz = theta / angle
-    k = np.array([[0, -kz, ky], [kz, 0, -kx], [-ky, kx, 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
 class Fitter:
     """Fits the ICT model to MediaPipe's 468 surface points (see module docstring, step 2)."""
 
@@ -143,14 +134,13 @@ class Fitter:
         """Scaled-orthographic pose of (P, 3) head points onto (P, 2) image points (y down): scale (px/cm; the
         given one if not None), rotation (3, 3) whose rows are the head->image x axis, image up axis (-y) and the
         towards-viewer axis, and the image shift (2,) of the head origin."""
-        cm, ci = shape.mean(axis=0), target_xy.mean(axis=0)
+        from realtime_vrn.training.meshops import scaled_orthographic
+
         flip = np.array([1.0, -1.0])
-        m, *_ = np.linalg.lstsq(shape - cm, (target_xy - ci) * flip, rcond=None)   # image x, up
-        u, s, vt = np.linalg.svd(m.T, full_matrices=False)
-        r12 = u @ vt
+        fitted, r12, cm, ci = scaled_orthographic(shape, np.asarray(target_xy, np.float64) * flip)  # image x, up
         rotation = np.vstack([r12, np.cross(r12[0], r12[1])])
-        scale = float(s.mean()) if scale is None else scale
-        shift = ci - scale * (cm @ r12.T) * flip
+        scale = fitted if scale is None else scale
+        shift = (ci - scale * (cm @ r12.T)) * flip
         return scale, rotation, shift
 
     def project(self, vertices: np.ndarray, fit: Fit) -> np.ndarray:
@@ -192,7 +182,7 @@ class Fitter:
             r_w = (r * both).ravel()
             params = np.concatenate([np.zeros(5), weights])
             step = np.linalg.solve(jac_w.T @ jac_w + np.diag(prior), -(jac_w.T @ r_w + prior * params))
-            rot = rot @ _rodrigues(step[:3])
+            rot = rot @ Rotation.from_rotvec(step[:3]).as_matrix()
             t = t + step[3:5]
             weights = weights + step[5:]
             weights[self.n_identity:] = np.clip(weights[self.n_identity:], 0.0, 1.0)
@@ -281,10 +271,12 @@ class RealSampler:
         return fit
 
     def sample(self, image_rgb: np.ndarray, points478: np.ndarray, fit: Fit, seed: int,
-               jitter: bool) -> "SynthSample":
+               jitter: bool, head: np.ndarray | None = None) -> "SynthSample":
         """One sample: the crop the pipeline cuts from MediaPipe's 68 points (with ``jitter``, the points moved
         by the renders' tracker noise first, for both the crop and the guidance points) and the fitted face's
-        volume in it. image_rgb: (H, W, 3) uint8 RGB; points478: MediaPipe's (478, 3) frame px."""
+        volume in it. image_rgb: (H, W, 3) uint8 RGB; points478: MediaPipe's (478, 3) frame px; head: the fitted
+        head's vertices (``fitter.head(fit, points478)``) when the caller already has them (several crops of one
+        face)."""
         from realtime_vrn.crop import CropTransform
         from realtime_vrn.landmarks.ibug68 import to_ibug68
         from realtime_vrn.training.synth import (_ZFAR_BINS, _ZNEAR_BINS, FACE_LAST_VERTEX, SynthSample,
@@ -296,7 +288,8 @@ class RealSampler:
         if jitter:
             points68 = tracker_noise(rng, points68, cfg)
         crop = CropTransform.from_landmarks(points68, size=cfg.size)
-        head = self.fitter.head(fit, points478)
+        if head is None:
+            head = self.fitter.head(fit, points478)
         posed = self.fitter.project(head, fit)
 
         def to_crop_frame(p: np.ndarray) -> np.ndarray:
@@ -400,8 +393,9 @@ def build_real_shards(sources: list[Path], out: str | Path, renders: str | Path 
                     if fit is None:
                         continue
                     counts["fitted"] += 1
+                    head = sampler.fitter.head(fit, pts)
                     for v in range(variants):
-                        samples.append(sampler.sample(image, pts, fit, seed, jitter=v > 0))
+                        samples.append(sampler.sample(image, pts, fit, seed, jitter=v > 0, head=head))
                         seed += 1
                         if len(samples) == shard_size:
                             flush()

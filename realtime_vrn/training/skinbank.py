@@ -97,13 +97,11 @@ class Baker:
              ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float]:
         """The skin vertices posed on (68, 2) image points (px, y down): positions (R, 2) px, depth (R,) px
         (larger nearer), yaw (degrees), facing (R,) (normal's component towards the camera) and the scale (px/cm)."""
+        from realtime_vrn.training.meshops import scaled_orthographic
+
         x = np.asarray(points68, np.float64)[:, :2]
-        cm, ci = self.landmarks.mean(axis=0), x.mean(axis=0)
-        m, *_ = np.linalg.lstsq(self.landmarks - cm, x - ci, rcond=None)
-        u, s, vt = np.linalg.svd(m.T, full_matrices=False)
-        r12 = u @ vt
+        scale, r12, cm, ci = scaled_orthographic(self.landmarks, x)
         r3 = np.cross(r12[0], r12[1])
-        scale = float(s.mean())
         posed_lm = scale * (self.landmarks - cm) @ r12.T + ci
         residual = x - posed_lm                                   # (68, 2) px
         d2 = ((self.vertices[:, None, :2] - self.landmarks[None, :, :2]) ** 2).sum(-1)
