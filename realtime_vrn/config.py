@@ -39,7 +39,7 @@ OUTPUT_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")
 OUTPUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: --device: auto, cpu, cuda or cuda:N.
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
-#: --backend: this or a name registered in realtime_vrn.backends.base (the registry is the list of backends).
+#: --backend: this or a name registered in realtime_vrn.backends.registry (the registry is the list of backends).
 AUTO_BACKEND = "auto"
 
 

@@ -179,9 +179,14 @@ class MeanFace:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "MeanFace":
         from realtime_vrn.training.facemodel import FaceModel
+
+        return cls.of(FaceModel.load(path))
+
+    @classmethod
+    def of(cls, model) -> "MeanFace":
+        """The mean face of a loaded :class:`~realtime_vrn.training.facemodel.FaceModel`."""
         from realtime_vrn.training.synth import FACE_LAST_VERTEX
 
-        model = FaceModel.load(path)
         faces = model.faces[(model.faces <= FACE_LAST_VERTEX).all(axis=1)]
         return cls(model.neutral[: FACE_LAST_VERTEX + 1].astype(np.float64), faces.astype(np.int32),
                    model.neutral[model.landmarks68].astype(np.float64))
@@ -215,11 +220,11 @@ class FittedFace:
         self.faces = model.faces[(model.faces < self.n_face).all(axis=1)].astype(np.int32)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "FittedFace":
-        from realtime_vrn.training.facemodel import FaceModel
+    def of(cls, model) -> "FittedFace":
+        """The fitter of a loaded :class:`~realtime_vrn.training.facemodel.FaceModel`."""
         from realtime_vrn.training.realfit import Fitter, packaged_correspondence
 
-        return cls(Fitter(FaceModel.load(path), packaged_correspondence()))
+        return cls(Fitter(model, packaged_correspondence()))
 
     def surface(self, points478: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(vertices (V, 3) float64 image frame, x, y px, z px larger nearer; faces (F, 3) int32) for MediaPipe's
@@ -326,8 +331,11 @@ class RealFaceRunner:
         from realtime_vrn.pipeline import Reconstructor
 
         self.cfg = read_checkpoint_header(self.weights).cfg
-        self.mean_face = MeanFace.load(self.face_model)
-        self.fitted = FittedFace.load(self.face_model)
+        from realtime_vrn.training.facemodel import FaceModel
+
+        face_model = FaceModel.load(self.face_model)  # once, for both baselines
+        self.mean_face = MeanFace.of(face_model)
+        self.fitted = FittedFace.of(face_model)
         self._backend = open_backend(self.backend_name, self.weights, self.device)
         try:
             self._tracker = open_tracker(static=True, smoothing=False)
