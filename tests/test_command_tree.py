@@ -27,6 +27,7 @@ REQUIRED = {
     ("weights", "fetch"): [],
     ("weights", "convert"): ["model.t7"],
     ("weights", "list"): [],
+    ("weights", "quantize"): ["m.safetensors", "--data", "shards"],
     ("engine", "build"): [],
     ("engine", "recipes"): [],
     ("batch",): ["clips/", "--out", "out"],

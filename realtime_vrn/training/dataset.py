@@ -269,3 +269,30 @@ def network_input_batch(images: np.ndarray, points: np.ndarray, cfg, mp_points: 
     mps = [None] * len(images) if mp_points is None else [depth_points(row) for row in mp_points]
     return torch.from_numpy(np.concatenate([network_input(img, cfg, pts, mp)
                                             for img, pts, mp in zip(images, points, mps)]))
+
+
+def calibration_inputs(folders: list[Path], count: int, cfg) -> np.ndarray:
+    """(count', C, S, S) float32 network inputs of crops drawn evenly from the shards of ``folders`` (each folder
+    gives about count / len(folders), spread over its shards; count' <= count when the shards hold fewer), built by
+    :func:`network_input_batch` from each crop and its shard's guidance points. For int8 calibration
+    (``realtime-vrn weights quantize``). Raises FileNotFoundError for a folder without shards, ValueError when
+    the shards' crop size differs from the model's."""
+    per_folder = max(1, count // len(folders))
+    batches = []
+    for folder in folders:
+        shards = shard_files(folder)
+        if not shards:
+            raise FileNotFoundError(f"no shard-*.npz files in {folder}")
+        per_shard = max(1, -(-per_folder // len(shards)))
+        taken = 0
+        for path in shards:
+            if taken >= per_folder:
+                break
+            d = load_shard(path)
+            if d["image"].shape[1] != cfg.input_size:
+                raise ValueError(f"{path} holds {d['image'].shape[1]} px crops, the model takes {cfg.input_size}")
+            n = min(per_shard, per_folder - taken, len(d["image"]))
+            rows = np.linspace(0, len(d["image"]) - 1, n).astype(int)
+            batches.append(network_input_batch(d["image"][rows], d["crop_points"][rows], cfg).numpy())
+            taken += n
+    return np.concatenate(batches)

@@ -11,6 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from realtime_vrn.argtypes import positive_int
+from realtime_vrn.errors import ConfigError
 from realtime_vrn.weights import official
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "weights", help="fetch, convert and list model weights",
         description="The official VRN model (download and convert the authors' Torch7 file) and installed models.",
     )
-    sub = p.add_subparsers(dest="weights_command", required=True, metavar="{fetch,convert,list}")
+    sub = p.add_subparsers(dest="weights_command", required=True, metavar="{fetch,convert,list,quantize}")
 
     fetch = sub.add_parser(
         "fetch", help=f"download the official {official.FILENAME} (~1.4 GB, resumable)",
@@ -54,6 +56,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="installed models: size, source, licence, SHA-256",
                              description="Models installed in the user's models folder and shipped in the package.")
     listing.set_defaults(func=_cmd_list)
+
+    quantize = sub.add_parser(
+        "quantize", help="make a checkpoint's int8 model (NNCF) for --backend openvino-int8",
+        description="Quantise a checkpoint's OpenVINO model to int8 after training (NNCF, activation ranges "
+                    "calibrated on crops of training shards), tagged with the checkpoint's SHA-256. Needs the "
+                    "[train] extra. Check the result on real faces before relying on it: realtime-vrn eval --real "
+                    "DIR --weights CHECKPOINT --backend openvino-int8.",
+    )
+    quantize.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a .safetensors checkpoint")
+    quantize.add_argument("--data", type=Path, nargs="+", required=True, metavar="DIR",
+                          help="folders of training shards (shard-*.npz) to draw calibration crops from")
+    quantize.add_argument("--count", type=positive_int, default=None, metavar="N",
+                          help="calibration crops, drawn evenly from the folders (default 300)")
+    quantize.add_argument("--out", type=Path, default=None, metavar="FILE.xml",
+                          help="where to write it (default: the user cache, found by the checkpoint's SHA-256; "
+                               "CHECKPOINT's stem + .int8.xml beside it is found first)")
+    quantize.set_defaults(func=_cmd_quantize)
     return p
 
 
@@ -90,6 +109,31 @@ def _convert(path: Path, name: str, selfcheck: bool) -> int:
         print("  self-check skipped (--no-selfcheck)")
     print(f"  licence: {official.LICENCE_NOTE}")
     print(f"use it: realtime-vrn --model {result.name}   (or --weights {result.path})")
+    return EXIT_OK
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    import time
+
+    from realtime_vrn.model.quantize import DEFAULT_CALIBRATION, quantize_checkpoint
+    from realtime_vrn.training.dataset import calibration_inputs
+
+    try:
+        import nncf  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(f"quantising needs NNCF ({err}): pip install 'realtime-vrn[train]'") from err
+    from realtime_vrn.model.checkpoint import read_checkpoint_header
+
+    cfg = read_checkpoint_header(args.checkpoint).cfg
+    try:
+        inputs = calibration_inputs(args.data, args.count or DEFAULT_CALIBRATION, cfg)
+    except (OSError, ValueError, KeyError) as err:  # no shards, unreadable or of another size
+        raise ConfigError(f"calibration data: {err}") from err
+    start = time.perf_counter()
+    path = quantize_checkpoint(args.checkpoint, inputs, args.out)
+    print(f"int8 model of {args.checkpoint.name}: {path} ({len(inputs)} calibration crops, "
+          f"{time.perf_counter() - start:.0f} s)")
+    print(f"check it on real faces: realtime-vrn eval --real DIR --weights {args.checkpoint} --backend openvino-int8")
     return EXIT_OK
 
 
