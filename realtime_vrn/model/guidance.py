@@ -20,10 +20,13 @@ from realtime_vrn.model.network import VRNConfig
 HEATMAP_SIGMA_192 = 2.0
 
 
-def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = None) -> np.ndarray:
+def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """One Gaussian per landmark.
 
     points_crop: (K, 2) float, crop pixels (x right, y down, pixel centres at integers).
+    out: optional (K, size, size) float32 array to write into (the network input's heatmap channels, so that
+    no copy follows).
     Returns (K, size, size) float32 in [0, 1], peak 1 at each point (0 where the point is far outside).
     """
     pts = np.asarray(points_crop, dtype=np.float32)
@@ -31,9 +34,13 @@ def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = 
         raise ValueError(f"expected (K, 2) landmark points, got shape {pts.shape}")
     sigma = HEATMAP_SIGMA_192 * size / 192 if sigma is None else sigma
     grid = np.arange(size, dtype=np.float32)
-    gx = np.exp(-((grid[None, :] - pts[:, 0:1]) ** 2) / (2 * sigma**2))  # (K, size) over x
-    gy = np.exp(-((grid[None, :] - pts[:, 1:2]) ** 2) / (2 * sigma**2))  # (K, size) over y
-    return (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
+    gx = np.exp(-((grid[None, :] - pts[:, 0:1]) ** 2) / np.float32(2 * sigma**2))  # (K, size) over x
+    gy = np.exp(-((grid[None, :] - pts[:, 1:2]) ** 2) / np.float32(2 * sigma**2))  # (K, size) over y
+    if out is None:
+        out = np.empty((len(pts), size, size), np.float32)
+    elif out.shape != (len(pts), size, size) or out.dtype != np.float32:
+        raise ValueError(f"out must be ({len(pts)}, {size}, {size}) float32, got {out.shape} {out.dtype}")
+    return np.multiply(gy[:, :, None], gx[:, None, :], out=out)  # separable: the outer product per point
 
 
 #: Input channels of a guided model that also takes MediaPipe's depth map.
@@ -113,15 +120,16 @@ def network_input(crop_rgb: np.ndarray, cfg: VRNConfig, points68_crop: np.ndarra
     """
     s = cfg.input_size
     check_image(crop_rgb, "crop", size=s)
-    rgb = image_channels(crop_rgb)
+    batch = np.empty((1, cfg.in_channels, s, s), np.float32)  # every channel written in place: no concatenation
+    np.divide(np.moveaxis(crop_rgb, -1, 0), np.float32(255.0), out=batch[0, :3], dtype=np.float32)
     if not cfg.guided:
-        return rgb[None]
+        return batch
     if points68_crop is None:
         raise ValueError("a guided model needs the 68 landmarks in crop pixels")
-    maps = landmark_heatmaps(points68_crop, s)
+    heatmaps = 68 + (1 if uses_mediapipe_depth(cfg) else 0)
+    if 3 + heatmaps != cfg.in_channels:
+        raise ValueError(f"model expects {cfg.in_channels} input channels, got 3 + {heatmaps} heatmaps")
+    landmark_heatmaps(points68_crop, s, out=batch[0, 3:71])
     if uses_mediapipe_depth(cfg):
-        depth = np.zeros((s, s), np.float32) if mediapipe_crop is None else mediapipe_depth_map(mediapipe_crop, s)
-        maps = np.concatenate([maps, depth[None]], axis=0)
-    if 3 + len(maps) != cfg.in_channels:
-        raise ValueError(f"model expects {cfg.in_channels} input channels, got 3 + {len(maps)} heatmaps")
-    return np.concatenate([rgb, maps], axis=0)[None]
+        batch[0, 71] = 0.0 if mediapipe_crop is None else mediapipe_depth_map(mediapipe_crop, s)
+    return batch
