@@ -147,3 +147,24 @@ def test_training_items_use_mediapipe_points_and_depth_and_flip_them(tmp_path, p
     np.testing.assert_array_equal(flipped["image"].numpy(), plain["image"].numpy()[:, :, ::-1])
     synthetic = ShardDataset(tmp_path, flip_p=0.0)[0]
     assert "mp_depth" not in synthetic and np.all(synthetic["points"].numpy() == 40.0)
+
+
+def test_heatmaps_are_the_full_gaussians_within_their_windows():
+    """The 68 maps are written only near their points (issue 14: the network input at next to no cost): equal to
+    the separable Gaussian exp(-d^2 / 2 sigma^2) computed everywhere, to 1e-9; points outside the crop or not finite
+    give what the full Gaussian gives there (nothing), and a given output buffer is overwritten, not added to."""
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-12, 108, (68, 2)).astype(np.float32)
+    points[0], points[1], points[2] = (np.nan, 40.0), (50.25, 47.5), (-30.0, 200.0)
+    grid = np.arange(96, dtype=np.float64)
+    sigma = 1.0  # 2 px at 192 px
+    full = (np.exp(-(grid[None, :, None] - points[:, 1, None, None]) ** 2 / (2 * sigma**2))
+            * np.exp(-(grid[None, None, :] - points[:, 0, None, None]) ** 2 / (2 * sigma**2)))
+    full[0] = 0.0
+    out = np.full((68, 96, 96), 7.0, np.float32)
+    maps = landmark_heatmaps(points, 96, out=out)
+    assert maps is out and maps.dtype == np.float32
+    np.testing.assert_allclose(maps, full, rtol=0, atol=1e-6)
+    assert np.abs(maps - full)[full < 1e-3].max() < 1e-9  # the tails: exactly 0 only where the Gaussian is < 1e-9
+    assert maps[1].max() == pytest.approx(np.exp(-(0.25**2 + 0.5**2) / 2), rel=1e-6)  # the peak between pixels
+    assert not maps[2].any()  # far outside the crop

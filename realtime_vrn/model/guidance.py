@@ -18,6 +18,9 @@ from realtime_vrn.model.network import VRNConfig
 #: Standard deviation of the guided model's Gaussian landmark heatmaps, in pixels of a 192-px crop
 #: (scaled with the input size). The paper's guided VRN used Gaussians of about this width.
 HEATMAP_SIGMA_192 = 2.0
+#: Each Gaussian is written within this many sigmas (+1 px) of its point and is exactly 0 beyond, where the
+#: full Gaussian is below 1e-9: 13 x 13 px of 96 x 96 at sigma 1, so the 68 maps cost a zero fill and little else.
+HEATMAP_WINDOW_SIGMAS = 6.0
 
 
 def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = None,
@@ -27,7 +30,8 @@ def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = 
     points_crop: (K, 2) float, crop pixels (x right, y down, pixel centres at integers).
     out: optional (K, size, size) float32 array to write into (the network input's heatmap channels, so that
     no copy follows).
-    Returns (K, size, size) float32 in [0, 1], peak 1 at each point (0 where the point is far outside).
+    Returns (K, size, size) float32 in [0, 1], peak 1 at each point (0 where the point is far outside or not
+    finite), exactly 0 beyond :data:`HEATMAP_WINDOW_SIGMAS` sigmas of it.
     """
     pts = np.asarray(points_crop, dtype=np.float32)
     if pts.ndim != 2 or pts.shape[1] != 2:
@@ -37,10 +41,20 @@ def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = 
     gx = np.exp(-((grid[None, :] - pts[:, 0:1]) ** 2) / np.float32(2 * sigma**2))  # (K, size) over x
     gy = np.exp(-((grid[None, :] - pts[:, 1:2]) ** 2) / np.float32(2 * sigma**2))  # (K, size) over y
     if out is None:
-        out = np.empty((len(pts), size, size), np.float32)
+        out = np.zeros((len(pts), size, size), np.float32)
     elif out.shape != (len(pts), size, size) or out.dtype != np.float32:
         raise ValueError(f"out must be ({len(pts)}, {size}, {size}) float32, got {out.shape} {out.dtype}")
-    return np.multiply(gy[:, :, None], gx[:, None, :], out=out)  # separable: the outer product per point
+    else:
+        out.fill(0.0)
+    radius = int(np.ceil(HEATMAP_WINDOW_SIGMAS * sigma)) + 1
+    finite = np.isfinite(pts).all(axis=1)
+    centre = np.where(finite[:, None], np.rint(np.where(finite[:, None], pts, 0)), -(size + radius)).astype(int)
+    lo, hi = np.clip(centre - radius, 0, size), np.clip(centre + radius + 1, 0, size)
+    for k in range(len(pts)):  # separable: the outer product of the point's x and y Gaussians, in its window
+        (x0, y0), (x1, y1) = lo[k], hi[k]
+        if x0 < x1 and y0 < y1:
+            np.multiply(gy[k, y0:y1, None], gx[k, None, x0:x1], out=out[k, y0:y1, x0:x1])
+    return out
 
 
 #: Input channels of a guided model that also takes MediaPipe's depth map.
