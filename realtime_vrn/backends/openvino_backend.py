@@ -9,11 +9,11 @@ float32 (3.8-5.8% on small models), which is not the same reconstruction; f32 st
 - ``openvino-bf16`` the fast, inaccurate variant (1.2-2x faster than f32 here); tried by ``auto`` only after
   every accurate backend failed, meant to be asked for by name;
 - ``openvino-int8`` the checkpoint's int8 model (NNCF post-training quantisation, :mod:`realtime_vrn.model.quantize`;
-  the shipped model carries its own): ~5x faster than f32 on a VNNI CPU, and the real-face benchmark unchanged
+  the shipped model carries its own): 2-5x faster than f32 on our VNNI CPU, and the real-face benchmark unchanged
   within noise on the shipped model (docs/benchmarks.md), so ``auto`` tries it first on a CPU. It refuses to open
   (and ``auto`` goes on to f32) when the checkpoint has no int8 model or the CPU has no int8 support.
 
-Both: latency hint (one stream), threads = the cores this process may use, static batch of 1 (larger batches
+All: latency hint (one stream), threads = the cores this process may use, static batch of 1 (larger batches
 run frame by frame).
 """
 

@@ -115,14 +115,14 @@ def _convert(path: Path, name: str, selfcheck: bool) -> int:
 def _cmd_quantize(args: argparse.Namespace) -> int:
     import time
 
-    from realtime_vrn.model.quantize import DEFAULT_CALIBRATION, quantize_checkpoint
-    from realtime_vrn.training.dataset import calibration_inputs
-
     try:
         import nncf  # noqa: F401
+
+        from realtime_vrn.training.dataset import calibration_inputs
     except ImportError as err:
-        raise ConfigError(f"quantising needs NNCF ({err}): pip install 'realtime-vrn[train]'") from err
+        raise ConfigError(f"quantising needs the training tools ({err}): pip install 'realtime-vrn[train]'") from err
     from realtime_vrn.model.checkpoint import read_checkpoint_header
+    from realtime_vrn.model.quantize import DEFAULT_CALIBRATION, quantize_checkpoint
 
     cfg = read_checkpoint_header(args.checkpoint).cfg
     try:
