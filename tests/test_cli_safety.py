@@ -259,4 +259,5 @@ def test_bad_device_and_bench_backend_are_one_line(argv, needle, capsys):
     exited 0."""
     assert main(argv) == 2
     line = _error_line(capsys)
-    assert needle in line and len(line) < 200, line
+    # short: the valid names once (six backends with openvino-int8: 209 characters), not every backend's complaint
+    assert needle in line and len(line) < 240, line
