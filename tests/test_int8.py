@@ -130,3 +130,13 @@ def test_quantize_command_errors_are_one_line(vrn_home, tmp_path, capsys, monkey
     monkeypatch.setitem(sys.modules, "nncf", None)  # NNCF not installed: the [train] extra
     assert main(["weights", "quantize", str(ckpt), "--data", str(tmp_path / "big")]) == 2
     assert "pip install 'realtime-vrn[train]'" in capsys.readouterr().err
+
+
+def test_auto_runs_the_shipped_model_in_int8_on_a_cpu_that_has_it():
+    import openvino as ov
+
+    if "INT8" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no int8 support in OpenVINO")
+    with open_backend("auto", SHIPPED, "cpu") as backend:
+        assert backend.name == "openvino-int8"
+        assert "int8" in backend.describe()
