@@ -26,7 +26,7 @@ from realtime_vrn.model.guidance import mediapipe_in_crop, network_input, uses_m
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.smoothing import LogitSmoother
 from realtime_vrn.bench.timing import LatencyStats
-from realtime_vrn.surface.colour import sample_colours, to_image_frame
+from realtime_vrn.surface.colour import coloured_in_image_frame
 from realtime_vrn.surface.extract import SurfaceExtractor
 from realtime_vrn.surface.mesh import Mesh
 
@@ -189,10 +189,7 @@ class Reconstructor:
                 logits = smoother(logits, rec.crop)
             rec.logits = logits
         with self.stats.time("surface", t):
-            mesh = self.extractor.extract(rec.logits)
-            if not mesh.is_empty:
-                mesh.colors = sample_colours(mesh, rec.crop_image)
-            rec.mesh = to_image_frame(mesh, rec.crop)
+            rec.mesh = coloured_in_image_frame(self.extractor.extract(rec.logits), rec.crop_image, rec.crop)
 
 
 class Pipelined:

@@ -109,11 +109,11 @@ class OpenVinoInt8Backend(OpenVinoBackend):
     precision = "f32"
 
     def _read_model(self, core):
-        from realtime_vrn.model.quantize import find_int8_model
+        from realtime_vrn.model.quantize import load_int8_model
 
         if "INT8" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise BackendError("this CPU has no int8 support in OpenVINO; use --backend openvino")
-        return core.read_model(str(find_int8_model(self.checkpoint)))
+        return load_int8_model(self.checkpoint, core)[1]  # found and read once
 
     def describe(self) -> str:
         return f"{self.name} (cpu, int8 convolutions, {self._threads} threads)"

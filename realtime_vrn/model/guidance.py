@@ -47,8 +47,8 @@ def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = 
     else:
         out.fill(0.0)
     radius = int(np.ceil(HEATMAP_WINDOW_SIGMAS * sigma)) + 1
-    finite = np.isfinite(pts).all(axis=1)
-    centre = np.where(finite[:, None], np.rint(np.where(finite[:, None], pts, 0)), -(size + radius)).astype(int)
+    finite = np.isfinite(pts).all(axis=1, keepdims=True)
+    centre = np.rint(np.where(finite, pts, -(size + radius))).astype(int)  # a non-finite point: a window off the crop
     lo, hi = np.clip(centre - radius, 0, size), np.clip(centre + radius + 1, 0, size)
     for k in range(len(pts)):  # separable: the outer product of the point's x and y Gaussians, in its window
         (x0, y0), (x1, y1) = lo[k], hi[k]

@@ -47,30 +47,41 @@ def source_sha256(path: str | os.PathLike) -> str:
     """The checkpoint SHA-256 an int8 model records ("" when it records none)."""
     import openvino as ov
 
-    model = ov.Core().read_model(str(path))
+    return _recorded_sha256(ov.Core().read_model(str(path)))
+
+
+def _recorded_sha256(model) -> str:
     return model.get_rt_info([SOURCE_KEY]).astype(str) if model.has_rt_info([SOURCE_KEY]) else ""
 
 
 def find_int8_model(checkpoint: str | os.PathLike) -> Path:
-    """The int8 model made from this checkpoint file (beside it, then in the cache).
+    """The path of the int8 model made from this checkpoint file (see :func:`load_int8_model`)."""
+    return load_int8_model(checkpoint)[0]
+
+
+def load_int8_model(checkpoint: str | os.PathLike, core=None) -> tuple[Path, object]:
+    """The int8 model made from this checkpoint file (beside it, then in the cache): its path and the
+    ``openvino.Model`` read once (``core``: an ``openvino.Core`` to read it with, a new one by default).
 
     Raises WeightsError naming the command that makes one when there is none, or when the one beside the
     checkpoint was made from another file (a retrained checkpoint whose int8 model was not remade).
     """
+    import openvino as ov
+
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise WeightsError(f"checkpoint not found: {checkpoint}")
+    core = core if core is not None else ov.Core()
     sha256 = file_sha256(checkpoint)
-    beside = sibling_path(checkpoint)
-    if beside.is_file():
-        recorded = source_sha256(beside)
+    for path in (sibling_path(checkpoint), int8_dir() / f"{sha256}.xml"):
+        if not path.is_file():
+            continue
+        model = core.read_model(str(path))
+        recorded = _recorded_sha256(model)
         if recorded == sha256:
-            return beside
+            return path, model
         log.warning("%s was quantised from another checkpoint (sha256 %s, this one %s): not used",
-                    beside, recorded[:12] or "unrecorded", sha256[:12])
-    cached = int8_dir() / f"{sha256}.xml"
-    if cached.is_file() and source_sha256(cached) == sha256:
-        return cached
+                    path, recorded[:12] or "unrecorded", sha256[:12])
     raise WeightsError(f"no int8 model for {checkpoint.name} (sha256 {sha256[:12]}): make one with "
                        f"`realtime-vrn weights quantize {checkpoint} --data SHARDS` (pip install "
                        f"'realtime-vrn[train]'), or use --backend openvino")

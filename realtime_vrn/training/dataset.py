@@ -288,11 +288,12 @@ def calibration_inputs(folders: list[Path], count: int, cfg) -> np.ndarray:
         for path in shards:
             if taken >= per_folder:
                 break
-            d = load_shard(path)
-            if d["image"].shape[1] != cfg.input_size:
-                raise ValueError(f"{path} holds {d['image'].shape[1]} px crops, the model takes {cfg.input_size}")
-            n = min(per_shard, per_folder - taken, len(d["image"]))
-            rows = np.linspace(0, len(d["image"]) - 1, n).astype(int)
-            batches.append(network_input_batch(d["image"][rows], d["crop_points"][rows], cfg).numpy())
+            with np.load(path, allow_pickle=False) as d:  # only the two arrays calibration needs, not the volumes
+                images, points = d["image"], d["crop_points"]
+            if images.shape[1] != cfg.input_size:
+                raise ValueError(f"{path} holds {images.shape[1]} px crops, the model takes {cfg.input_size}")
+            n = min(per_shard, per_folder - taken, len(images))
+            rows = np.linspace(0, len(images) - 1, n).astype(int)
+            batches.append(network_input_batch(images[rows], points[rows], cfg).numpy())
             taken += n
     return np.concatenate(batches)
