@@ -147,6 +147,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--surface", choices=SURFACE_KINDS, default=None,
                      help="marching cubes: auto (default: on the GPU when the network runs there), cpu, cuda, or "
                           "a CPU implementation: numba (the fastest), skimage")
+    mdl.add_argument("--mediapipe-weight", type=unit_float, metavar="W",
+                     help="MediaPipe's share of the surface's depth, 0-1: the network's surface and MediaPipe's "
+                          "mesh averaged (default 0.5; 0: the network's surface alone)")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
                    help="no temporal smoothing of the landmarks")
     p.add_argument("--landmarks", type=Path, metavar="FILE.npz", default=None,
@@ -287,7 +290,7 @@ def _print_summary(summary) -> None:
 
         print(f"  first tenth of the run {summary.fps_start:.1f} FPS, last tenth {summary.fps_end:.1f} FPS; memory "
               f"{summary.rss_warm_mb:.0f} MiB after {WARM_FRAMES} frames, {summary.rss_end_mb:.0f} MiB at the end")
-    order = ("landmarks", "crop", "network", "surface", "render", "output", "end_to_end")
+    order = ("landmarks", "crop", "network", "surface", "fusion", "render", "output", "end_to_end")
     for name in order:
         if name in stages:
             s = stages[name]

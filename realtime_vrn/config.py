@@ -70,6 +70,9 @@ class RunConfig:
     backend: str = "auto"
     device: str = "auto"
     surface: str = "auto"  # marching cubes: one of SURFACE_KINDS
+    # MediaPipe's share of the surface's depth (realtime_vrn/surface/fusion.py; 0 = the network's surface alone);
+    # 0.5, the plain average of two estimates, is what the real-face benchmark measures (docs/model-card.md)
+    mediapipe_weight: float = 0.5
     # behaviour
     max_frames: int | None = None
     loop: bool = False  # replay a video file or image folder until max_frames (soak tests)
@@ -102,6 +105,8 @@ class RunConfig:
             raise ConfigError(f"unknown surface stage {self.surface!r}; choose one of: {', '.join(SURFACE_KINDS)}")
         if self.mesh_format not in MESH_FORMATS:
             raise ConfigError(f"unknown mesh format {self.mesh_format!r}; choose one of: {', '.join(MESH_FORMATS)}")
+        if not 0.0 <= self.mediapipe_weight <= 1.0:
+            raise ConfigError(f"--mediapipe-weight must be in [0, 1], got {self.mediapipe_weight}")
         if not 0.0 <= self.blend <= 1.0:
             raise ConfigError(f"--blend must be in [0, 1], got {self.blend}")
         if self.export_every < 1:

@@ -27,6 +27,7 @@ from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.smoothing import LogitSmoother
 from realtime_vrn.bench.timing import LatencyStats
 from realtime_vrn.surface.colour import coloured_in_image_frame
+from realtime_vrn.surface.fusion import DepthFusion
 from realtime_vrn.surface.extract import SurfaceExtractor
 from realtime_vrn.surface.mesh import Mesh
 
@@ -95,7 +96,8 @@ class Reconstructor:
 
     def __init__(self, tracker: Tracker, backend: Backend, cfg: VRNConfig, stats: LatencyStats | None = None,
                  media_fps: float | None = None, smoother: LogitSmoother | None = None,
-                 extractor: SurfaceStage | None = None, all_faces: bool = False) -> None:
+                 extractor: SurfaceStage | None = None, all_faces: bool = False,
+                 fusion: DepthFusion | None = None) -> None:
         """media_fps: for offline video, the file's frame rate; the tracker then runs on the media timeline
         (frame index / fps, monotonic even when looping) so smoothing does not depend on processing speed.
         smoother: temporal filter of the network output (video and camera; None for still images).
@@ -104,7 +106,9 @@ class Reconstructor:
         "network" time only covers launching the forward pass (the GPU runs it while "surface" waits).
         all_faces: reconstruct every face the tracker finds (``tracker.process_all``), not only the largest. In a
         video the tracker numbers the faces (``FaceLandmarks.track``) and each track gets its own smoother (a
-        fresh ``LogitSmoother`` with ``smoother``'s parameters), which never sees another person's face."""
+        fresh ``LogitSmoother`` with ``smoother``'s parameters), which never sees another person's face.
+        fusion: MediaPipe's relief averaged into the surface (:mod:`realtime_vrn.surface.fusion`; the runs pass
+        the configured weight); None leaves the network's surface alone."""
         self.all_faces = all_faces
         self.tracker = tracker
         self.smoother = smoother
@@ -113,6 +117,7 @@ class Reconstructor:
         self.backend = backend
         self.cfg = cfg
         self.extractor = extractor or SurfaceExtractor(cfg)
+        self.fusion = fusion if fusion is not None and fusion.weight > 0 else None
         self.on_device = self.extractor.on_device
         self.stats = stats or LatencyStats()
 
@@ -188,8 +193,17 @@ class Reconstructor:
             if smoother is not None:
                 logits = smoother(logits, rec.crop)
             rec.logits = logits
-        with self.stats.time("surface", t):
-            rec.mesh = coloured_in_image_frame(self.extractor.extract(rec.logits), rec.crop_image, rec.crop)
+        # "surface" is issue 14's stage (iso-surface, colours, frame mapping); the fusion is timed on its own
+        start = time.perf_counter()
+        mesh = self.extractor.extract(rec.logits)
+        surface = time.perf_counter() - start
+        if self.fusion is not None:
+            with self.stats.time("fusion", t):
+                mesh = self.fusion(mesh, rec.landmarks.points, rec.crop)
+        start = time.perf_counter()
+        rec.mesh = coloured_in_image_frame(mesh, rec.crop_image, rec.crop)
+        t["surface"] = surface + time.perf_counter() - start
+        self.stats.add("surface", t["surface"])
 
 
 class Pipelined:
@@ -325,6 +339,8 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
         summary.backend = backend.describe()
         extractor = open_surface(config.surface, cfg, backend)  # before the camera and MediaPipe: fail fast
         summary.backend += " + GPU marching cubes" if extractor.on_device else f" + {extractor.name} marching cubes"
+        if config.mediapipe_weight > 0:
+            summary.backend += f" + MediaPipe depth (weight {config.mediapipe_weight:g})"
         _run_loop(config, cfg, backend, extractor, summary, on_frame)
     summary.rss_end_mb = rss_mb()
     return summary
@@ -363,7 +379,8 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Backend, extractor: Su
         offline_video = not source.is_live and not source.is_still and not config.realtime
         smoother = LogitSmoother() if config.smoothing and not source.is_still else None
         rec = Reconstructor(tracker, backend, cfg, stats, media_fps=source.fps if offline_video else None,
-                            smoother=smoother, extractor=extractor, all_faces=config.all_faces(source.is_still))
+                            smoother=smoother, extractor=extractor, all_faces=config.all_faces(source.is_still),
+                            fusion=DepthFusion(cfg.input_size, config.mediapipe_weight).warm_up())
         total = source.frame_count
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from realtime_vrn.argtypes import backend_name, checked, device_name, positive_float, positive_int
+from realtime_vrn.argtypes import backend_name, checked, device_name, positive_float, positive_int, unit_float
 from realtime_vrn.config import MESH_FORMATS
 from realtime_vrn.errors import ConfigError
 
@@ -56,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     out.add_argument("--max-frames", type=positive_int, metavar="N", help="only the first N frames of each video")
     out.add_argument("--no-smoothing", dest="smoothing", action="store_false",
                      help="no temporal smoothing in videos")
+    out.add_argument("--mediapipe-weight", type=unit_float, default=0.5, metavar="W",
+                     help="MediaPipe's share of the surface's depth, 0-1 (default 0.5; 0: the network's surface "
+                          "alone), as realtime-vrn --mediapipe-weight")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", metavar="NAME", help="installed model name (realtime-vrn weights list)")
@@ -77,7 +80,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     mesh_every = {"all": 1, "none": None, None: args.mesh_every or DEFAULT_MESH_EVERY}[args.meshes]
     settings = OutputSettings(mesh_every=mesh_every, mesh_format=args.mesh_format, y_up=args.y_up,
                               video_out=args.video_out, chunk_frames=args.chunk_frames or DEFAULT_CHUNK_FRAMES,
-                              max_frames=args.max_frames, smoothing=args.smoothing, backend=args.backend,
+                              max_frames=args.max_frames, smoothing=args.smoothing,
+                              mediapipe_weight=args.mediapipe_weight, backend=args.backend,
                               device=args.device)
     use_ray = not args.no_ray and ray_available()
     if not use_ray and args.address is not None:

@@ -40,6 +40,7 @@ class OutputSettings:
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     max_frames: int | None = None
     smoothing: bool = True
+    mediapipe_weight: float = 0.5  # MediaPipe's share of the surface's depth (realtime_vrn/surface/fusion.py)
     backend: str = "auto"
     device: str = "auto"
 
@@ -48,6 +49,8 @@ class OutputSettings:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        if not 0.0 <= self.mediapipe_weight <= 1.0:
+            raise ConfigError(f"mediapipe-weight must be in [0, 1], got {self.mediapipe_weight!r}")
         if self.mesh_format not in MESH_FORMATS:
             raise ConfigError(f"unknown mesh format {self.mesh_format!r}; choose one of: {', '.join(MESH_FORMATS)}")
 

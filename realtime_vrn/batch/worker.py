@@ -110,6 +110,14 @@ class Worker:
     def describe(self) -> str:
         return self._backend.describe() if self._backend is not None else "not open"
 
+    def _fusion(self, settings: OutputSettings) -> Any:
+        """The surface's MediaPipe fusion at the batch's weight (None at weight 0)."""
+        from realtime_vrn.surface.fusion import DepthFusion
+
+        if settings.mediapipe_weight == 0:
+            return None
+        return DepthFusion(self._cfg.input_size, settings.mediapipe_weight).warm_up()
+
     def close(self) -> None:
         """Release the models. Safe to call twice."""
         tracker, self._still_tracker = self._still_tracker, None
@@ -163,7 +171,8 @@ class Worker:
                     open_tracker(static=False, smoothing=s.smoothing) as tracker, \
                     _annotated_video(task, source) as annotated:
                 rec = Reconstructor(tracker, self._backend, self._cfg, stats, media_fps=source.fps,
-                                    smoother=LogitSmoother() if s.smoothing else None, extractor=self._extractor)
+                                    smoother=LogitSmoother() if s.smoothing else None, extractor=self._extractor,
+                                    fusion=self._fusion(s))
                 for frame in source:
                     if task.stop is not None and frame.index >= task.stop:
                         break
@@ -201,7 +210,7 @@ class Worker:
         path = Path(task.path)
         image = read_image_rgb(path)  # SourceError naming the file when it cannot be decoded
         rec = Reconstructor(self._tracker_for_photos(), self._backend, self._cfg, LatencyStats(),
-                            extractor=self._extractor, all_faces=True)
+                            extractor=self._extractor, all_faces=True, fusion=self._fusion(s))
         out = rec.process(Frame(image, 0, time.perf_counter(), None, name=path.stem))
         records = FrameRecords()
         faces = [out, *out.others]

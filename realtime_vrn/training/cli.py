@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from realtime_vrn.argtypes import backend_name, positive_float, positive_int
+from realtime_vrn.argtypes import backend_name, positive_float, positive_int, unit_float
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,9 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--oracle", action="store_true", help="--heldout: score the ground-truth volumes (the floor)")
     ev.add_argument("--backend", type=backend_name, default="auto",
                     help="--real: inference backend (default auto, as the pipeline)")
+    ev.add_argument("--mediapipe-weight", type=unit_float, default=0.5, metavar="W",
+                    help="--real: MediaPipe's share of our surface's depth, as the pipeline's --mediapipe-weight "
+                         "(default 0.5; the network's surface alone is reported beside it as 'VRN alone')")
     ev.add_argument("--sheet", type=int, default=6, metavar="N",
                     help="--real: photos in the comparison sheet photos.png (0 = none)")
     ev.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu for --heldout, auto for --real)")
@@ -392,13 +395,15 @@ def _cmd_eval_real(args) -> int:
 
         try:
             print(photos_sheet(args.photos, weights, out / "photos.png", backend=args.backend,
-                               device=args.device or "auto", limit=args.limit, face_model=args.face_model))
+                               device=args.device or "auto", limit=args.limit, face_model=args.face_model,
+                               mediapipe_weight=args.mediapipe_weight))
         except RealFaceError as err:
             raise ConfigError(str(err)) from err
         return 0
     try:
         report, sheet = evaluate_real(args.real, weights, backend=args.backend, device=args.device or "auto",
-                                      limit=args.limit, sheet_count=max(args.sheet, 0), face_model=args.face_model)
+                                      limit=args.limit, sheet_count=max(args.sheet, 0), face_model=args.face_model,
+                                      mediapipe_weight=args.mediapipe_weight)
         paths = write_real_report(report, sheet, out)
     except RealFaceError as err:
         raise ConfigError(str(err)) from err

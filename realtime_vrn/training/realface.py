@@ -7,7 +7,9 @@ and ``Pose_Para`` (1 x 7: pitch, yaw, roll in radians, then translation and scal
 Three surfaces per photo, all in the image frame (x, y pixels, z pixels, larger z nearer):
 
 - **ours**: the mesh the pipeline produces (:class:`realtime_vrn.pipeline.Reconstructor`, still-image tracker,
-  no smoothing);
+  no smoothing): the network's surface with MediaPipe's depth averaged in at the run's weight
+  (:mod:`realtime_vrn.surface.fusion`, default 0.5);
+- **network**: the network's surface alone (the same logits, weight 0);
 - **MediaPipe**: its 468 Face Mesh points, z = -z_norm x image width (``FaceLandmarks.points`` already holds
   z_norm x width with MediaPipe's sign), triangulated by the 3-cliques of ``FACEMESH_TESSELATION``'s edges;
 - **mean face**: the ICT neutral face area, rigidly posed by a scaled-orthographic fit of its 68 landmarks to
@@ -40,6 +42,8 @@ import numpy as np
 
 from realtime_vrn.landmarks.ibug68 import MEDIAPIPE_TO_IBUG68
 from realtime_vrn.landmarks.topology import face_mesh_triangles
+from realtime_vrn.surface.colour import to_image_frame
+from realtime_vrn.surface.fusion import DEFAULT_WEIGHT, DepthFusion
 from realtime_vrn.training.evaluate import YAW_BUCKETS  # |yaw| buckets of the synthetic evaluation
 
 log = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ INNER = np.arange(17, 68)
 MIN_COMMON_POINTS = 10
 #: Barycentric tolerance: a point on a shared edge counts as inside (float error must not open cracks).
 INSIDE_TOLERANCE = 1e-6
-SURFACES = ("ours", "mediapipe", "mean_face", "ict_fit")
+SURFACES = ("ours", "network", "mediapipe", "mean_face", "ict_fit")
 METRIC = ("inner-51 surface error: mean |dz| / sqrt(w h) on the inner points both ours and MediaPipe's surface "
           "cover (the mean face: those of them it covers), each side's mean z removed")
 
@@ -321,8 +325,10 @@ class RealFaceRunner:
     """Reconstructs photos with the pipeline's own stages and gives every surface of each. Use in a with block."""
 
     def __init__(self, weights: str | Path, backend: str = "auto", device: str = "auto",
-                 face_model: str | Path | None = None) -> None:
+                 face_model: str | Path | None = None, mediapipe_weight: float = DEFAULT_WEIGHT) -> None:
+        """mediapipe_weight: MediaPipe's share of "ours" (:mod:`realtime_vrn.surface.fusion`)."""
         self.weights, self.backend_name, self.device, self.face_model = Path(weights), backend, device, face_model
+        self.mediapipe_weight = mediapipe_weight
 
     def __enter__(self) -> "RealFaceRunner":
         from realtime_vrn.backends.registry import open_backend
@@ -343,7 +349,8 @@ class RealFaceRunner:
             self._backend.close()
             raise
         self.describe = self._backend.describe()
-        self._rec = Reconstructor(self._tracker, self._backend, self.cfg)
+        self._rec = Reconstructor(self._tracker, self._backend, self.cfg,
+                                  fusion=DepthFusion(self.cfg.input_size, self.mediapipe_weight).warm_up())
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -358,7 +365,9 @@ class RealFaceRunner:
         if rec.landmarks is None:
             return None
         mesh = rec.mesh
+        alone = to_image_frame(self._rec.extractor.extract(rec.logits), rec.crop) if self.mediapipe_weight else mesh
         surfaces = {"ours": (mesh.vertices.astype(np.float64), mesh.faces),
+                    "network": (alone.vertices.astype(np.float64), alone.faces),
                     "mediapipe": mediapipe_surface(rec.landmarks.points),
                     "mean_face": (self.mean_face.posed(rec.landmarks.points68), self.mean_face.faces),
                     "ict_fit": self.fitted.surface(rec.landmarks.points)}
@@ -398,7 +407,8 @@ def score_photo(photo: RealPhoto, result: PhotoSurfaces | None) -> dict:
 
 def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "auto", device: str = "auto",
                   limit: int | None = None, sheet_count: int = 6, progress: bool = True,
-                  face_model: str | Path | None = None) -> tuple[dict, list]:
+                  face_model: str | Path | None = None,
+                  mediapipe_weight: float = DEFAULT_WEIGHT) -> tuple[dict, list]:
     """Score every photo of ``folder`` (see the module docstring). Returns (report, sheet rows): the report is
     JSON-ready (``summary`` + ``per_photo``); the sheet rows are the :class:`PhotoSurfaces` of the first
     ``sheet_count`` photos where MediaPipe found a face, for :func:`comparison_sheet`."""
@@ -407,7 +417,7 @@ def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "au
 
     photos = load_real_folder(folder, limit)
     per_photo, sheet = [], []
-    with RealFaceRunner(weights, backend, device, face_model) as runner:
+    with RealFaceRunner(weights, backend, device, face_model, mediapipe_weight) as runner:
         for i, photo in enumerate(tqdm(photos, desc="real photos", unit="photo", disable=not progress)):
             bgr = cv2.imread(str(photo.image), cv2.IMREAD_COLOR)
             if bgr is None:
@@ -419,7 +429,7 @@ def evaluate_real(folder: str | Path, weights: str | Path, *, backend: str = "au
         describe = runner.describe
     summary = summarise(per_photo, len(photos), sum(p["found"] for p in per_photo))
     report = {"folder": str(folder), "weights": str(weights), "backend": describe,
-              "metric": METRIC,
+              "mediapipe_weight": mediapipe_weight, "metric": METRIC,
               "min_common_points": MIN_COMMON_POINTS, "summary": summary, "per_photo": per_photo}
     return report, sheet
 
@@ -430,8 +440,8 @@ def format_table(report: dict) -> str:
     s = report["summary"]
     lines = [f"{s['photos']} photos, MediaPipe found a face in {s['mediapipe_found']}, {s['scored']} scored "
              f"(>= {report['min_common_points']} inner points on both surfaces)",
-             f"{'|yaw|':>7} {'n':>5}  {'surface error: ours':>19} {'MediaPipe':>9} {'mean face':>9} "
-             f"{'ICT fit':>9}   {'NME3D: ours':>11} {'MediaPipe':>9} {'mean face':>9} {'ICT fit':>9}"]
+             f"{'|yaw|':>7} {'n':>5}  {'surface error: ours':>19} {'VRN alone':>9} {'MediaPipe':>9} "
+             f"{'mean face':>9} {'ICT fit':>9}   {'NME3D: ours':>11} {'MediaPipe':>9} {'mean face':>9} {'ICT fit':>9}"]
 
     def cell(row: dict, name: str, key: str) -> str:
         value = row[name][key]
@@ -439,7 +449,7 @@ def format_table(report: dict) -> str:
 
     for key, row in list(s["buckets"].items()) + [("all", s["overall"])]:
         lines.append(f"{key:>7} {row['count']:>5}  {cell(row, 'ours', 'surface_error'):>19} "
-                     f"{cell(row, 'mediapipe', 'surface_error'):>9} {cell(row, 'mean_face', 'surface_error'):>9} "
+                     f"{cell(row, 'network', 'surface_error'):>9} {cell(row, 'mediapipe', 'surface_error'):>9} {cell(row, 'mean_face', 'surface_error'):>9} "
                      f"{cell(row, 'ict_fit', 'surface_error'):>9}   "
                      f"{cell(row, 'ours', 'nme3d'):>11} {cell(row, 'mediapipe', 'nme3d'):>9} "
                      f"{cell(row, 'mean_face', 'nme3d'):>9} {cell(row, 'ict_fit', 'nme3d'):>9}")
@@ -449,7 +459,7 @@ def format_table(report: dict) -> str:
 # ------------------------------------------------------------------------------------------------ pictures
 
 
-LABELS = {"ours": "ours (VRN)", "mediapipe": "MediaPipe mesh", "mean_face": "posed mean face",
+LABELS = {"ours": "ours (VRN + MediaPipe depth)", "network": "VRN alone", "mediapipe": "MediaPipe mesh", "mean_face": "posed mean face",
           "ict_fit": "ICT fitted to MediaPipe"}
 
 
@@ -538,7 +548,8 @@ def comparison_sheet(rows: Iterable[PhotoSurfaces], path: str | Path, display: i
 
 
 def photos_sheet(folder: str | Path, weights: str | Path, path: str | Path, *, backend: str = "auto",
-                 device: str = "auto", limit: int | None = None, face_model: str | Path | None = None) -> Path:
+                 device: str = "auto", limit: int | None = None, face_model: str | Path | None = None,
+                 mediapipe_weight: float = DEFAULT_WEIGHT) -> Path:
     """:func:`comparison_sheet` for any photos (``*.jpg``, ``*.jpeg``, ``*.png`` of ``folder``, sorted; no ground
     truth needed): our mesh beside MediaPipe's. Photos without a face are left out (logged)."""
     import cv2
@@ -548,7 +559,7 @@ def photos_sheet(folder: str | Path, weights: str | Path, path: str | Path, *, b
     if not files:
         raise RealFaceError(f"{folder} holds no .jpg or .png photos")
     rows = []
-    with RealFaceRunner(weights, backend, device, face_model) as runner:
+    with RealFaceRunner(weights, backend, device, face_model, mediapipe_weight) as runner:
         for i, photo in enumerate(files):
             bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
             if bgr is None:

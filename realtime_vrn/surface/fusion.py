@@ -1,0 +1,156 @@
+"""Our surface and MediaPipe's mesh combined: two estimates of the same face's depth, averaged.
+
+The network's surface and MediaPipe's 468-point mesh see the same face through different errors (on the real
+photos of ``eval --real`` the network is better at large yaw, MediaPipe near-frontal, and their errors are far
+from identical), so their average is closer to the truth than either (model card, *Session 8*). The fusion moves
+each vertex of our mesh along z only, by a smooth field over the crop's (x, y):
+
+    z' = z + weight * F(x, y),   F = mediapipe - ours - offset on the pixels both surfaces cover,
+
+``mediapipe`` and ``ours`` the front-most depth of each surface at each crop pixel (a z-buffer of its triangles),
+``offset`` the median of their difference (MediaPipe's depth has no absolute origin), F read between pixel
+centres bilinearly. Elsewhere F is a normalised Gaussian average of the covered pixels around: it fills the eye
+and mouth openings of MediaPipe's mesh, and beyond MediaPipe's outline it fades to zero within a few pixels, so
+the surface stays continuous and our mesh keeps its own shape where MediaPipe has none (forehead top, ears,
+neck). ``(x, y, z) -> (x, y, z + weight F(x, y))`` is one-to-one, so the
+mesh keeps its topology and cannot fold; normals are carried through the map's Jacobian.
+
+``weight`` is MediaPipe's share: 0 leaves our surface as the network made it, 1 puts MediaPipe's relief on it.
+The default, 0.5, is the plain average of two estimates given equal trust, not a value fitted to the benchmark
+(the model card reports 0.3 and 0.7 beside it). How the field is built (the difference itself where both
+surfaces cover a pixel, the fill's width) was chosen by how closely the fused mesh follows the point-wise
+average of the two surfaces at MediaPipe's own inner landmarks on the pool photos: no ground truth involved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .mesh import Mesh
+
+#: MediaPipe's share of the depth by default (the CLI's --mediapipe-weight).
+DEFAULT_WEIGHT = 0.5
+#: Standard deviation of the Gaussian that fills MediaPipe's openings and fades the field beyond its outline,
+#: in pixels of a 96-px crop (scaled with the crop size).
+BLUR_SIGMA_96 = 1.5
+#: The field is at full strength where the blurred coverage is at least this (the outline itself: 0.5), and
+#: fades linearly to 0 with it outside MediaPipe's outline.
+FULL_STRENGTH_COVERAGE = 0.5
+#: Fewer common pixels than this (a face mostly outside the crop): the mesh is left as the network made it.
+MIN_COMMON_PIXELS = 50
+
+
+def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+    """Z-buffer of a mesh at the crop's pixel centres.
+
+    vertices: (V, 3) float, x, y crop pixels (pixel centres at integers, y down), z larger nearer.
+    faces: (F, 3) int vertex indices (any winding: back faces are drawn too, the front-most z wins).
+    Returns (size, size) float32: the largest z of the triangles over each pixel centre, -inf where none is.
+    """
+    from ._zbuffer import zbuffer
+
+    out = np.full((size, size), -np.inf, np.float32)
+    zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out)
+    return out
+
+
+def depth_field(ours: np.ndarray, theirs: np.ndarray, sigma: float) -> np.ndarray | None:
+    """The correction field F (see the module docstring) from two z-buffers: ``theirs - ours`` less its median
+    on the common pixels, the Gaussian fill (``sigma`` pixels) elsewhere, faded beyond the common pixels' outline.
+
+    ours, theirs: (S, S) float32 front depths, -inf where uncovered.
+    Returns (S, S) float32 (0 far from the common pixels), or None when fewer than MIN_COMMON_PIXELS are common.
+    """
+    import cv2
+
+    both = np.isfinite(ours) & np.isfinite(theirs)
+    if int(both.sum()) < MIN_COMMON_PIXELS:
+        return None
+    diff = np.zeros(ours.shape, np.float32)
+    diff[both] = theirs[both] - ours[both]
+    diff[both] -= np.float32(np.median(diff[both]))
+    mask = both.astype(np.float32)
+    num = cv2.GaussianBlur(diff, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    den = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    field = num / np.maximum(den, np.float32(1e-6))
+    field *= np.clip(den / np.float32(FULL_STRENGTH_COVERAGE), 0.0, 1.0)
+    field[both] = diff[both]  # the difference itself where it is known
+    return field
+
+
+def _bilinear(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(S, S) float32 grid at float pixel positions (V,) x, y (pixel centres at integers); 0 beyond the grid."""
+    import cv2
+
+    return cv2.remap(grid, x.reshape(-1, 1), y.reshape(-1, 1), cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=0.0).ravel()
+
+
+def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float = DEFAULT_WEIGHT) -> Mesh:
+    """Our crop-frame mesh with MediaPipe's relief averaged in (module docstring).
+
+    mesh: crop-frame Mesh (x, y crop pixels, z = depth index * 0.5, larger nearer), as the extractors give it.
+    mediapipe_crop: (>= 468, 3) Face Mesh points in crop pixels, z larger nearer, in the same pixel units
+    (:func:`realtime_vrn.model.guidance.mediapipe_in_crop`). size: the crop's side S in pixels.
+    weight: MediaPipe's share in [0, 1].
+    Returns a new crop-frame Mesh (same faces and colours, z and normals changed), or ``mesh`` itself when the
+    weight is 0, the mesh is empty, or the two surfaces hardly overlap in the crop.
+    """
+    from realtime_vrn.landmarks.topology import N_SURFACE_POINTS, face_mesh_triangles
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"expected a MediaPipe weight in [0, 1], got {weight}")
+    if mesh.frame != "crop":
+        raise ValueError(f"expected a mesh in the crop frame, got frame={mesh.frame!r}")
+    if weight == 0.0 or mesh.is_empty:
+        return mesh
+    pts = np.asarray(mediapipe_crop, np.float32)
+    if pts.ndim != 2 or pts.shape[0] < N_SURFACE_POINTS or pts.shape[1] != 3:
+        raise ValueError(f"expected (478, 3) Face Mesh points in crop pixels, got shape {pts.shape}")
+    if not np.isfinite(pts[:N_SURFACE_POINTS]).all():
+        return mesh
+    ours = front_depth(mesh.vertices, mesh.faces, size)
+    theirs = front_depth(pts[:N_SURFACE_POINTS], face_mesh_triangles(), size)
+    field = depth_field(ours, theirs, BLUR_SIGMA_96 * size / 96)
+    if field is None:
+        return mesh
+    field *= np.float32(weight)
+    x, y = mesh.vertices[:, 0], mesh.vertices[:, 1]
+    vertices = mesh.vertices.copy()
+    vertices[:, 2] += _bilinear(field, x, y)
+    gy, gx = np.gradient(field)  # per pixel: the map's Jacobian carries the normals (module docstring)
+    n = mesh.normals
+    normals = np.empty_like(n)
+    normals[:, 0] = n[:, 0] - _bilinear(gx, x, y) * n[:, 2]
+    normals[:, 1] = n[:, 1] - _bilinear(gy, x, y) * n[:, 2]
+    normals[:, 2] = n[:, 2]
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), np.float32(1e-12))
+    return Mesh(vertices=vertices, faces=mesh.faces, normals=normals, colors=mesh.colors, frame="crop")
+
+
+class DepthFusion:
+    """The pipeline's fusion step: ``fusion(mesh, points478, crop)`` -> crop-frame mesh.
+
+    points478: ``FaceLandmarks.points`` (478, 3) frame px (z = z_norm x width, smaller nearer); crop: the
+    ``CropTransform`` the mesh was made in. ``warm_up`` compiles the z-buffer (numba) at start-up.
+    """
+
+    def __init__(self, size: int, weight: float = DEFAULT_WEIGHT) -> None:
+        """size: the crop's side S (``VRNConfig.input_size``); weight: MediaPipe's share in [0, 1]."""
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"expected a MediaPipe weight in [0, 1], got {weight}")
+        self.size, self.weight = int(size), float(weight)
+
+    def warm_up(self) -> "DepthFusion":
+        if self.weight > 0:
+            front_depth(np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32), np.array([[0, 1, 2]]), 4)
+        return self
+
+    def __call__(self, mesh: Mesh, points478: np.ndarray, crop: Any) -> Mesh:
+        if self.weight == 0.0:
+            return mesh
+        from realtime_vrn.model.guidance import mediapipe_in_crop
+
+        return fuse_depth(mesh, mediapipe_in_crop(points478, crop), self.size, self.weight)
