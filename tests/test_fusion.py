@@ -27,7 +27,8 @@ def sheet(z_of) -> Mesh:
     ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     vertices = np.column_stack([xs.ravel(), ys.ravel(), z_of(xs, ys).ravel()]).astype(np.float32)
     i = np.arange(SIZE * SIZE).reshape(SIZE, SIZE)[:-1, :-1].ravel()
-    faces = np.concatenate([np.column_stack([i, i + SIZE, i + 1]), np.column_stack([i + 1, i + SIZE, i + SIZE + 1])])
+    # wound as the extractors wind: cross(v1 - v0, v2 - v0) along the outward normal, +z (towards the viewer)
+    faces = np.concatenate([np.column_stack([i, i + 1, i + SIZE]), np.column_stack([i + 1, i + SIZE + 1, i + SIZE])])
     gx, gy = z_of(1.0, 0.0) - z_of(0.0, 0.0), z_of(0.0, 1.0) - z_of(0.0, 0.0)
     normal = np.array([-gx, -gy, 1.0]) / np.linalg.norm([-gx, -gy, 1.0])
     return Mesh(vertices=vertices, faces=faces.astype(np.int32), normals=np.tile(normal, (len(vertices), 1))
@@ -46,12 +47,16 @@ def astronaut_face(astronaut):
     return found, CropTransform.from_landmarks(found.points68, size=SIZE)
 
 
-def test_front_depth_keeps_the_nearest_triangle():
+def test_front_depth_keeps_the_nearest_triangle_and_may_skip_back_faces():
     near = [[0, 0, 5], [8, 0, 5], [0, 8, 5]]  # z = 5 over the lower-left half
     tilted = [[0, 0, 0], [8, 0, 8], [0, 8, 0]]  # z = x over the same half: nearer than 5 where x > 5
     depth = front_depth(np.array(near + tilted, np.float32), np.array([[0, 1, 2], [3, 4, 5]]), 10)
     assert depth[0, 0] == 5 and depth[2, 4] == 5 and depth[1, 6] == 6 and depth[0, 8] == 8
     assert depth[5, 5] == -np.inf and depth[9, 9] == -np.inf  # beyond the diagonal x + y = 8: nothing
+    # front_only: (0, 0) -> (8, 0) -> (0, 8) runs counter-clockwise on screen (y down) seen from +z: a front face;
+    # the same triangle wound the other way is a back face and is not drawn
+    assert front_depth(np.array(near, np.float32), np.array([[0, 1, 2]]), 10, front_only=True)[2, 2] == 5
+    assert front_depth(np.array(near, np.float32), np.array([[0, 2, 1]]), 10, front_only=True)[2, 2] == -np.inf
 
 
 def test_depth_field_is_the_difference_less_its_median():

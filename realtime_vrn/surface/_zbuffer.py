@@ -1,4 +1,5 @@
-"""The fusion's z-buffer, compiled with numba (``cache=True``: compiled once per machine, like the extractor)."""
+"""The fusion's per-pixel and per-vertex loops, compiled with numba (``cache=True``: compiled once per machine,
+like the extractor)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ EDGE_TOLERANCE = 1e-5
 
 
 @numba.njit(cache=True, nogil=True)
-def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray,
+            front_only: bool) -> None:  # pragma: no cover - compiled
     """Front-most z of the triangles at each pixel centre of ``out``, in place.
 
     vertices: (V, 3) float32 x, y pixels (centres at integers), z larger nearer. faces: (F, 3) int32.
     out: (H, W) float32, filled with -inf by the caller; keeps its value where a triangle is not nearer.
+    front_only: draw only the triangles wound counter-clockwise in (x right, y down) seen from +z, i.e. whose
+    outward normal (``Mesh`` winding) faces the viewer: on a closed surface the front-most one always is.
     Degenerate triangles (zero area in x, y) and faces with an index out of range are skipped.
     """
     h, w = out.shape
@@ -29,7 +33,7 @@ def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray) -> None:  
         x1, y1, z1 = vertices[b, 0], vertices[b, 1], vertices[b, 2]
         x2, y2, z2 = vertices[c, 0], vertices[c, 1], vertices[c, 2]
         den = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if abs(den) < 1e-12:
+        if abs(den) < 1e-12 or (front_only and den < 0):
             continue
         lo_x = max(int(math.ceil(min(x0, x1, x2) - EDGE_TOLERANCE)), 0)
         hi_x = min(int(math.floor(max(x0, x1, x2) + EDGE_TOLERANCE)), w - 1)
@@ -43,3 +47,48 @@ def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray) -> None:  
                     z = z0 + u * (z1 - z0) + v * (z2 - z0)
                     if z > out[py, px]:
                         out[py, px] = z
+
+
+@numba.njit(cache=True, nogil=True)
+def move_along_z(vertices: np.ndarray, normals: np.ndarray, field: np.ndarray, out_vertices: np.ndarray,
+                 out_normals: np.ndarray) -> None:  # pragma: no cover - compiled
+    """(x, y, z) -> (x, y, z + F(x, y)) for every vertex, normals through the map's Jacobian, in one pass.
+
+    vertices, normals: (V, 3) float32 (x, y pixels, centres at integers); field: (H, W) float32 F at the pixel
+    centres, read bilinearly (0 beyond the grid), its gradient by central differences at the four pixels around
+    (one-sided at the grid's border), read bilinearly too. out_vertices, out_normals: (V, 3) float32 results;
+    the normals are unit (n_x - F_x n_z, n_y - F_y n_z, n_z), normalised.
+    """
+    h, w = field.shape
+    for i in range(vertices.shape[0]):
+        x, y = vertices[i, 0], vertices[i, 1]
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        f = 0.0
+        gx = 0.0
+        gy = 0.0
+        for dy in range(2):
+            for dx in range(2):
+                px, py = x0 + dx, y0 + dy
+                if px < 0 or py < 0 or px >= w or py >= h:
+                    continue
+                k = (fx if dx else 1.0 - fx) * (fy if dy else 1.0 - fy)
+                f += k * field[py, px]
+                lo_x, hi_x = max(px - 1, 0), min(px + 1, w - 1)
+                lo_y, hi_y = max(py - 1, 0), min(py + 1, h - 1)
+                if hi_x > lo_x:
+                    gx += k * (field[py, hi_x] - field[py, lo_x]) / (hi_x - lo_x)
+                if hi_y > lo_y:
+                    gy += k * (field[hi_y, px] - field[lo_y, px]) / (hi_y - lo_y)
+        out_vertices[i, 0] = x
+        out_vertices[i, 1] = y
+        out_vertices[i, 2] = vertices[i, 2] + f
+        nx = normals[i, 0] - gx * normals[i, 2]
+        ny = normals[i, 1] - gy * normals[i, 2]
+        nz = normals[i, 2]
+        norm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if norm < 1e-12:
+            norm = 1.0
+        out_normals[i, 0] = nx / norm
+        out_normals[i, 1] = ny / norm
+        out_normals[i, 2] = nz / norm

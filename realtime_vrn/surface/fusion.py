@@ -8,8 +8,9 @@ each vertex of our mesh along z only, by a smooth field over the crop's (x, y):
     z' = z + weight * F(x, y),   F = mediapipe - ours - offset on the pixels both surfaces cover,
 
 ``mediapipe`` and ``ours`` the front-most depth of each surface at each crop pixel (a z-buffer of its triangles),
-``offset`` the median of their difference (MediaPipe's depth has no absolute origin), F read between pixel
-centres bilinearly. Elsewhere F is a normalised Gaussian average of the covered pixels around: it fills the eye
+``offset`` the median of their difference (MediaPipe's depth has no absolute origin), outliers held to three
+robust standard deviations (the steep sides along a turned face's outline), F read between pixel centres
+bilinearly. Elsewhere F is a normalised Gaussian average of the covered pixels around: it fills the eye
 and mouth openings of MediaPipe's mesh, and beyond MediaPipe's outline it fades to zero within a few pixels, so
 the surface stays continuous and our mesh keeps its own shape where MediaPipe has none (forehead top, ears,
 neck). ``(x, y, z) -> (x, y, z + weight F(x, y))`` is one-to-one, so the
@@ -18,7 +19,8 @@ mesh keeps its topology and cannot fold; normals are carried through the map's J
 ``weight`` is MediaPipe's share: 0 leaves our surface as the network made it, 1 puts MediaPipe's relief on it.
 The default, 0.5, is the plain average of two estimates given equal trust, not a value fitted to the benchmark
 (the model card reports 0.3 and 0.7 beside it). How the field is built (the difference itself where both
-surfaces cover a pixel, the fill's width) was chosen by how closely the fused mesh follows the point-wise
+surfaces cover a pixel, the fill's width, the outlier bound: no spikes in the meshes of turned faces, same
+agreement) was chosen by how closely the fused mesh follows the point-wise
 average of the two surfaces at MediaPipe's own inner landmarks on the pool photos: no ground truth involved.
 """
 
@@ -40,19 +42,23 @@ BLUR_SIGMA_96 = 1.5
 FULL_STRENGTH_COVERAGE = 0.5
 #: Fewer common pixels than this (a face mostly outside the crop): the mesh is left as the network made it.
 MIN_COMMON_PIXELS = 50
+#: The difference is held within this many robust standard deviations (1.4826 x its median absolute value).
+OUTLIER_SPREADS = 3.0
 
 
-def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int, front_only: bool = False) -> np.ndarray:
     """Z-buffer of a mesh at the crop's pixel centres.
 
     vertices: (V, 3) float, x, y crop pixels (pixel centres at integers, y down), z larger nearer.
-    faces: (F, 3) int vertex indices (any winding: back faces are drawn too, the front-most z wins).
+    faces: (F, 3) int vertex indices. front_only: draw only the triangles whose outward normal (``Mesh``
+    winding) faces the viewer, half the work on a closed surface; otherwise any winding (MediaPipe's
+    triangles have none), the front-most z wins.
     Returns (size, size) float32: the largest z of the triangles over each pixel centre, -inf where none is.
     """
     from ._zbuffer import zbuffer
 
     out = np.full((size, size), -np.inf, np.float32)
-    zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out)
+    zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out, front_only)
     return out
 
 
@@ -71,6 +77,10 @@ def depth_field(ours: np.ndarray, theirs: np.ndarray, sigma: float) -> np.ndarra
     diff = np.zeros(ours.shape, np.float32)
     diff[both] = theirs[both] - ours[both]
     diff[both] -= np.float32(np.median(diff[both]))
+    # along a turned face's outline the two surfaces' steep sides miss each other by a pixel and differ by many:
+    # such outliers are held to OUTLIER_SPREADS robust standard deviations (they would pull spikes out of the mesh)
+    spread = np.float32(OUTLIER_SPREADS * 1.4826 * np.median(np.abs(diff[both])))
+    np.clip(diff, -spread, spread, out=diff)
     mask = both.astype(np.float32)
     num = cv2.GaussianBlur(diff, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     den = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
@@ -78,14 +88,6 @@ def depth_field(ours: np.ndarray, theirs: np.ndarray, sigma: float) -> np.ndarra
     field *= np.clip(den / np.float32(FULL_STRENGTH_COVERAGE), 0.0, 1.0)
     field[both] = diff[both]  # the difference itself where it is known
     return field
-
-
-def _bilinear(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(S, S) float32 grid at float pixel positions (V,) x, y (pixel centres at integers); 0 beyond the grid."""
-    import cv2
-
-    return cv2.remap(grid, x.reshape(-1, 1), y.reshape(-1, 1), cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=0.0).ravel()
 
 
 def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float = DEFAULT_WEIGHT) -> Mesh:
@@ -111,22 +113,16 @@ def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float 
         raise ValueError(f"expected (478, 3) Face Mesh points in crop pixels, got shape {pts.shape}")
     if not np.isfinite(pts[:N_SURFACE_POINTS]).all():
         return mesh
-    ours = front_depth(mesh.vertices, mesh.faces, size)
+    ours = front_depth(mesh.vertices, mesh.faces, size, front_only=True)
     theirs = front_depth(pts[:N_SURFACE_POINTS], face_mesh_triangles(), size)
     field = depth_field(ours, theirs, BLUR_SIGMA_96 * size / 96)
     if field is None:
         return mesh
     field *= np.float32(weight)
-    x, y = mesh.vertices[:, 0], mesh.vertices[:, 1]
-    vertices = mesh.vertices.copy()
-    vertices[:, 2] += _bilinear(field, x, y)
-    gy, gx = np.gradient(field)  # per pixel: the map's Jacobian carries the normals (module docstring)
-    n = mesh.normals
-    normals = np.empty_like(n)
-    normals[:, 0] = n[:, 0] - _bilinear(gx, x, y) * n[:, 2]
-    normals[:, 1] = n[:, 1] - _bilinear(gy, x, y) * n[:, 2]
-    normals[:, 2] = n[:, 2]
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), np.float32(1e-12))
+    from ._zbuffer import move_along_z
+
+    vertices, normals = np.empty_like(mesh.vertices), np.empty_like(mesh.normals)
+    move_along_z(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.normals), field, vertices, normals)
     return Mesh(vertices=vertices, faces=mesh.faces, normals=normals, colors=mesh.colors, frame="crop")
 
 
@@ -145,7 +141,11 @@ class DepthFusion:
 
     def warm_up(self) -> "DepthFusion":
         if self.weight > 0:
-            front_depth(np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32), np.array([[0, 1, 2]]), 4)
+            from ._zbuffer import move_along_z
+
+            tri = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32)
+            front_depth(tri, np.array([[0, 1, 2]]), 4)
+            move_along_z(tri, tri, np.zeros((4, 4), np.float32), np.empty_like(tri), np.empty_like(tri))
         return self
 
     def __call__(self, mesh: Mesh, points478: np.ndarray, crop: Any) -> Mesh:
