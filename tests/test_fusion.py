@@ -173,3 +173,21 @@ def _triangles():
     from realtime_vrn.landmarks.topology import face_mesh_triangles
 
     return face_mesh_triangles()
+
+
+def test_the_run_states_and_times_the_fusion(plane_checkpoint, face_photos, capsys):
+    from realtime_vrn.cli import parse_args
+    from realtime_vrn.config import RunConfig
+    from realtime_vrn.pipeline import run
+
+    photo = next(p for p in face_photos if p.name == "asj.jpg")
+    for weight in (0.0, 0.3):
+        summary = run(RunConfig(image=photo, weights=plane_checkpoint, headless=True, progress=False,
+                                mediapipe_weight=weight).validate())
+        assert summary.frames_with_face == 1
+        assert ("fusion" in summary.stages) == (weight > 0)
+        assert summary.backend.endswith(" + MediaPipe depth (weight 0.3)" if weight else " marching cubes")
+    assert parse_args(["--mediapipe-weight", "0"]).mediapipe_weight == 0.0
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--mediapipe-weight", "1.5"])
+    assert exit_info.value.code == 2 and "--mediapipe-weight" in capsys.readouterr().err

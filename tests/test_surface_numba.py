@@ -105,7 +105,9 @@ def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, fac
     for kind, name in (("auto", "numba"), ("skimage", "skimage")):
         config = RunConfig(image=photo, weights=plane_checkpoint, headless=True, progress=False, surface=kind)
         summary = run(config.validate())
-        assert summary.backend.endswith(f" + {name} marching cubes") and summary.frames_with_face == 1
+        # the summary names the fusion step after the extractor (the default weight)
+        assert summary.backend.endswith(f" + {name} marching cubes + MediaPipe depth (weight 0.5)")
+        assert summary.frames_with_face == 1
     assert parse_args(["--surface", "numba"]).surface == "numba"
 
 
