@@ -168,3 +168,17 @@ def test_heatmaps_are_the_full_gaussians_within_their_windows():
     assert np.abs(maps - full)[full < 1e-3].max() < 1e-9  # the tails: exactly 0 only where the Gaussian is < 1e-9
     assert maps[1].max() == pytest.approx(np.exp(-(0.25**2 + 0.5**2) / 2), rel=1e-6)  # the peak between pixels
     assert not maps[2].any()  # far outside the crop
+
+
+def test_heatmaps_without_numba_are_the_same_maps(monkeypatch):
+    """The compiled window loop and the NumPy loop it replaces (kept for a machine where numba does not import)
+    write the same values, bit for bit."""
+    import realtime_vrn.model.guidance as guidance
+
+    assert guidance._write_windows is not None  # numba is a dependency: the compiled loop is what runs
+    rng = np.random.default_rng(5)
+    points = rng.uniform(-12, 108, (68, 2)).astype(np.float32)
+    points[4] = (np.inf, 3.0)
+    compiled = landmark_heatmaps(points, 96)
+    monkeypatch.setattr(guidance, "_write_windows", None)
+    np.testing.assert_array_equal(landmark_heatmaps(points, 96, out=np.full((68, 96, 96), 7.0, np.float32)), compiled)

@@ -41,20 +41,29 @@ def landmark_heatmaps(points_crop: np.ndarray, size: int, sigma: float | None = 
     gx = np.exp(-((grid[None, :] - pts[:, 0:1]) ** 2) / np.float32(2 * sigma**2))  # (K, size) over x
     gy = np.exp(-((grid[None, :] - pts[:, 1:2]) ** 2) / np.float32(2 * sigma**2))  # (K, size) over y
     if out is None:
-        out = np.zeros((len(pts), size, size), np.float32)
+        out = np.empty((len(pts), size, size), np.float32)
     elif out.shape != (len(pts), size, size) or out.dtype != np.float32:
         raise ValueError(f"out must be ({len(pts)}, {size}, {size}) float32, got {out.shape} {out.dtype}")
-    else:
-        out.fill(0.0)
     radius = int(np.ceil(HEATMAP_WINDOW_SIGMAS * sigma)) + 1
     finite = np.isfinite(pts).all(axis=1, keepdims=True)
-    centre = np.rint(np.where(finite, pts, -(size + radius))).astype(int)  # a non-finite point: a window off the crop
+    centre = np.rint(np.where(finite, pts, -(size + radius))).astype(np.int64)  # not finite: a window off the crop
     lo, hi = np.clip(centre - radius, 0, size), np.clip(centre + radius + 1, 0, size)
-    for k in range(len(pts)):  # separable: the outer product of the point's x and y Gaussians, in its window
+    # separable: each map is the outer product of its point's x and y Gaussians, within its window
+    if _write_windows is not None:
+        _write_windows(gx, gy, lo, hi, out)
+        return out
+    out.fill(0.0)
+    for k in range(len(pts)):  # without numba (the extractors' fallback case): the same product, in NumPy
         (x0, y0), (x1, y1) = lo[k], hi[k]
         if x0 < x1 and y0 < y1:
             np.multiply(gy[k, y0:y1, None], gx[k, None, x0:x1], out=out[k, y0:y1, x0:x1])
     return out
+
+
+try:  # numba writes the 68 windows in one compiled pass (~0.05 ms instead of ~0.4 in a Python loop)
+    from realtime_vrn.model._heatmaps import write_windows as _write_windows
+except ImportError:  # numba missing or broken: the NumPy loop below (the surface falls back to scikit-image too)
+    _write_windows = None
 
 
 #: Input channels of a guided model that also takes MediaPipe's depth map.
