@@ -480,10 +480,12 @@ def plot_real(report: dict, path: str | Path, title: str = "") -> Path:
         bars = ax.bar(np.arange(len(keys)) + (j - (len(SURFACES) - 1) / 2) * width, values, width,
                       label=LABELS[name])
         for bar, value in zip(bars, values):
-            ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.4f}", ha="center", va="bottom", fontsize=6)
+            ax.text(bar.get_x() + bar.get_width() / 2, value, f" {value:.4f}", ha="center", va="bottom", fontsize=6,
+                    rotation=90)
     ax.set_xticks(np.arange(len(keys)), [f"{k}\n(n={r['count']})" for k, r in zip(keys, rows)])
     ax.set_xlabel("|yaw| (degrees)")
     ax.set_ylabel("inner-51 surface error (/ sqrt(w h))")
+    ax.set_ylim(0, max(r[name]["surface_error"] or 0.0 for r in rows for name in SURFACES) * 1.2)
     ax.set_title(title or f"real photos: {summary['scored']} scored of {summary['photos']} "
                           f"(MediaPipe found {summary['mediapipe_found']})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
