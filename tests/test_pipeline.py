@@ -223,6 +223,9 @@ def test_benchmark_times_mediapipe_alone_on_the_same_frames(plane_checkpoint, de
     replayed = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=6, headless=True, progress=False,
                          landmarks=demo_clip.with_name(demo_clip.stem + "-landmarks.npz")).validate()
     assert "recording" in _mediapipe_only(replayed, frames=6)["skipped"]
+    # paced: the pause after each call is spent asleep (6 frames, 50 ms each: at least 0.3 s of wall time)
+    paced = _mediapipe_only(config, frames=6, pause_s=0.05)
+    assert paced["frames"] == 6 and paced["fps"] < 1 / 0.05 and paced["landmarks"]["count"] == 6
 
 
 @pytest.mark.parametrize("backend_name", ["onnxruntime", "openvino", "torch"])

@@ -50,45 +50,53 @@ def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def move_along_z(vertices: np.ndarray, normals: np.ndarray, field: np.ndarray, out_vertices: np.ndarray,
+def move_along_z(vertices: np.ndarray, normals: np.ndarray, grids: np.ndarray, out_vertices: np.ndarray,
                  out_normals: np.ndarray) -> None:  # pragma: no cover - compiled
     """(x, y, z) -> (x, y, z + F(x, y)) for every vertex, normals through the map's Jacobian, in one pass.
 
-    vertices, normals: (V, 3) float32 (x, y pixels, centres at integers); field: (H, W) float32 F at the pixel
-    centres, read bilinearly (0 beyond the grid), its gradient by central differences at the four pixels around
-    (one-sided at the grid's border), read bilinearly too. out_vertices, out_normals: (V, 3) float32 results;
-    the normals are unit (n_x - F_x n_z, n_y - F_y n_z, n_z), normalised.
+    vertices, normals: (V, 3) float32 (x, y pixels, centres at integers); grids: (H, W, 3) float32, F and its
+    x and y derivatives at the pixel centres, read bilinearly (0 beyond the grid). out_vertices, out_normals:
+    (V, 3) float32 results; the normals are unit (n_x - F_x n_z, n_y - F_y n_z, n_z), normalised.
     """
-    h, w = field.shape
+    h, w = grids.shape[0], grids.shape[1]
     for i in range(vertices.shape[0]):
         x, y = vertices[i, 0], vertices[i, 1]
-        x0, y0 = int(math.floor(x)), int(math.floor(y))
-        fx, fy = x - x0, y - y0
-        f = 0.0
-        gx = 0.0
-        gy = 0.0
-        for dy in range(2):
-            for dx in range(2):
-                px, py = x0 + dx, y0 + dy
-                if px < 0 or py < 0 or px >= w or py >= h:
-                    continue
-                k = (fx if dx else 1.0 - fx) * (fy if dy else 1.0 - fy)
-                f += k * field[py, px]
-                lo_x, hi_x = max(px - 1, 0), min(px + 1, w - 1)
-                lo_y, hi_y = max(py - 1, 0), min(py + 1, h - 1)
-                if hi_x > lo_x:
-                    gx += k * (field[py, hi_x] - field[py, lo_x]) / (hi_x - lo_x)
-                if hi_y > lo_y:
-                    gy += k * (field[hi_y, px] - field[lo_y, px]) / (hi_y - lo_y)
+        fx, fy = math.floor(x), math.floor(y)
+        x0, y0 = int(fx), int(fy)
+        ax, ay = x - fx, y - fy
+        f = np.float32(0.0)
+        gx = np.float32(0.0)
+        gy = np.float32(0.0)
+        if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:  # inside: the four corners, no checks
+            k00, k01 = (1 - ax) * (1 - ay), ax * (1 - ay)
+            k10, k11 = (1 - ax) * ay, ax * ay
+            for c in range(3):
+                v = (k00 * grids[y0, x0, c] + k01 * grids[y0, x0 + 1, c] + k10 * grids[y0 + 1, x0, c]
+                     + k11 * grids[y0 + 1, x0 + 1, c])
+                if c == 0:
+                    f = v
+                elif c == 1:
+                    gx = v
+                else:
+                    gy = v
+        else:  # on the grid's border: corners beyond it count 0
+            for dy in range(2):
+                for dx in range(2):
+                    px, py = x0 + dx, y0 + dy
+                    if px < 0 or py < 0 or px >= w or py >= h:
+                        continue
+                    k = (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
+                    f += k * grids[py, px, 0]
+                    gx += k * grids[py, px, 1]
+                    gy += k * grids[py, px, 2]
         out_vertices[i, 0] = x
         out_vertices[i, 1] = y
         out_vertices[i, 2] = vertices[i, 2] + f
-        nx = normals[i, 0] - gx * normals[i, 2]
-        ny = normals[i, 1] - gy * normals[i, 2]
         nz = normals[i, 2]
+        nx = normals[i, 0] - gx * nz
+        ny = normals[i, 1] - gy * nz
         norm = math.sqrt(nx * nx + ny * ny + nz * nz)
-        if norm < 1e-12:
-            norm = 1.0
-        out_normals[i, 0] = nx / norm
-        out_normals[i, 1] = ny / norm
-        out_normals[i, 2] = nz / norm
+        inv = 1.0 / norm if norm > 1e-12 else 1.0
+        out_normals[i, 0] = nx * inv
+        out_normals[i, 1] = ny * inv
+        out_normals[i, 2] = nz * inv

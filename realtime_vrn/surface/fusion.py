@@ -121,8 +121,10 @@ def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float 
     field *= np.float32(weight)
     from ._zbuffer import move_along_z
 
+    gy, gx = np.gradient(field)  # per pixel: the map's Jacobian carries the normals (module docstring)
     vertices, normals = np.empty_like(mesh.vertices), np.empty_like(mesh.normals)
-    move_along_z(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.normals), field, vertices, normals)
+    move_along_z(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.normals),
+                 np.dstack([field, gx, gy]).astype(np.float32, copy=False), vertices, normals)
     return Mesh(vertices=vertices, faces=mesh.faces, normals=normals, colors=mesh.colors, frame="crop")
 
 
@@ -145,7 +147,7 @@ class DepthFusion:
 
             tri = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32)
             front_depth(tri, np.array([[0, 1, 2]]), 4)
-            move_along_z(tri, tri, np.zeros((4, 4), np.float32), np.empty_like(tri), np.empty_like(tri))
+            move_along_z(tri, tri, np.zeros((4, 4, 3), np.float32), np.empty_like(tri), np.empty_like(tri))
         return self
 
     def __call__(self, mesh: Mesh, points478: np.ndarray, crop: Any) -> Mesh:
