@@ -191,3 +191,23 @@ def test_the_run_states_and_times_the_fusion(plane_checkpoint, face_photos, caps
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--mediapipe-weight", "1.5"])
     assert exit_info.value.code == 2 and "--mediapipe-weight" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["numba", "skimage"])
+def test_our_depth_from_the_vertices_on_pixel_columns_is_the_triangle_zbuffer(name):
+    """A marching-cubes surface on the pixel grid meets a pixel centre's line only at its vertices there, so the
+    one-pass depth (grid_mesh_depth) equals the z-buffer of the mesh's triangles at every pixel centre."""
+    from realtime_vrn.model.network import VRNConfig
+    from realtime_vrn.surface.extractors import open_extractor
+    from realtime_vrn.surface.fusion import grid_mesh_depth
+    from realtime_vrn.surface.reference import ellipsoid_logits
+
+    cfg = VRNConfig(input_size=96, depth_bins=100, output_stride=2)  # the shipped model's grid
+    logits = ellipsoid_logits(cfg, (50.0, 44.0, 30.0), (30.0, 36.0, 14.0))  # crop frame (x, y, z) centre, radii
+    mesh = open_extractor(cfg, name).extract(logits)
+    from_vertices = grid_mesh_depth(mesh.vertices, cfg.input_size)
+    from_triangles = front_depth(mesh.vertices, mesh.faces, cfg.input_size, front_only=True)
+    covered = np.isfinite(from_triangles)
+    assert covered.sum() > 1000
+    np.testing.assert_array_equal(np.isfinite(from_vertices), covered)
+    np.testing.assert_allclose(from_vertices[covered], from_triangles[covered], atol=1e-4)

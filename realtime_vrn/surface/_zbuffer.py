@@ -49,7 +49,7 @@ def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray,
                         out[py, px] = z
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def move_along_z(vertices: np.ndarray, normals: np.ndarray, grids: np.ndarray, out_vertices: np.ndarray,
                  out_normals: np.ndarray) -> None:  # pragma: no cover - compiled
     """(x, y, z) -> (x, y, z + F(x, y)) for every vertex, normals through the map's Jacobian, in one pass.
@@ -100,3 +100,21 @@ def move_along_z(vertices: np.ndarray, normals: np.ndarray, grids: np.ndarray, o
         out_normals[i, 0] = nx * inv
         out_normals[i, 1] = ny * inv
         out_normals[i, 2] = nz * inv
+
+
+@numba.njit(cache=True, nogil=True)
+def column_front(vertices: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Front-most z of the vertices that lie exactly on a pixel centre's column, in place.
+
+    vertices: (V, 3) float32 x, y pixels (centres at integers), z larger nearer; out: (H, W) float32, filled with
+    -inf by the caller. A marching-cubes surface on the pixel grid meets the line through a pixel centre only at
+    its vertices there (those of the grid's z edges), so this is its z-buffer at the pixel centres, exactly.
+    """
+    h, w = out.shape
+    for i in range(vertices.shape[0]):
+        x, y = vertices[i, 0], vertices[i, 1]
+        if x != math.floor(x) or y != math.floor(y) or x < 0 or y < 0 or x >= w or y >= h:
+            continue
+        z = vertices[i, 2]
+        if z > out[int(y), int(x)]:
+            out[int(y), int(x)] = z

@@ -7,7 +7,8 @@ each vertex of our mesh along z only, by a smooth field over the crop's (x, y):
 
     z' = z + weight * F(x, y),   F = mediapipe - ours - offset on the pixels both surfaces cover,
 
-``mediapipe`` and ``ours`` the front-most depth of each surface at each crop pixel (a z-buffer of its triangles),
+``mediapipe`` and ``ours`` the front-most depth of each surface at each crop pixel (MediaPipe's: a z-buffer of its
+triangles; ours, a marching-cubes surface on the pixel grid: its front-most vertex on the pixel centre's line),
 ``offset`` the median of their difference (MediaPipe's depth has no absolute origin), outliers held to three
 robust standard deviations (the steep sides along a turned face's outline), F read between pixel centres
 bilinearly. Elsewhere F is a normalised Gaussian average of the covered pixels around: it fills the eye
@@ -62,6 +63,20 @@ def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int, front_only: 
     return out
 
 
+def grid_mesh_depth(vertices: np.ndarray, size: int) -> np.ndarray:
+    """Z-buffer at the crop's pixel centres of a marching-cubes mesh on the crop's pixel grid (every extractor's):
+    such a surface meets the line through a pixel centre only at its vertices there, so the front-most of those
+    is the z-buffer, exactly, in one pass over the vertices (a triangle z-buffer of the same mesh costs ~5x more).
+
+    vertices: (V, 3) float32 crop frame. Returns (size, size) float32, -inf where no vertex lies on the column.
+    """
+    from ._zbuffer import column_front
+
+    out = np.full((size, size), -np.inf, np.float32)
+    column_front(np.ascontiguousarray(vertices, np.float32), out)
+    return out
+
+
 def depth_field(ours: np.ndarray, theirs: np.ndarray, sigma: float) -> np.ndarray | None:
     """The correction field F (see the module docstring) from two z-buffers: ``theirs - ours`` less its median
     on the common pixels, the Gaussian fill (``sigma`` pixels) elsewhere, faded beyond the common pixels' outline.
@@ -113,7 +128,7 @@ def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float 
         raise ValueError(f"expected (478, 3) Face Mesh points in crop pixels, got shape {pts.shape}")
     if not np.isfinite(pts[:N_SURFACE_POINTS]).all():
         return mesh
-    ours = front_depth(mesh.vertices, mesh.faces, size, front_only=True)
+    ours = grid_mesh_depth(mesh.vertices, size)
     theirs = front_depth(pts[:N_SURFACE_POINTS], face_mesh_triangles(), size)
     field = depth_field(ours, theirs, BLUR_SIGMA_96 * size / 96)
     if field is None:
@@ -147,6 +162,7 @@ class DepthFusion:
 
             tri = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32)
             front_depth(tri, np.array([[0, 1, 2]]), 4)
+            grid_mesh_depth(tri, 4)
             move_along_z(tri, tri, np.zeros((4, 4, 3), np.float32), np.empty_like(tri), np.empty_like(tri))
         return self
 
