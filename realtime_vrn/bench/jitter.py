@@ -47,17 +47,19 @@ def still_face_frames(image_rgb: np.ndarray, frames: int, noise_sigma: float, se
 
 
 def measure_jitter(checkpoint, image_rgb: np.ndarray, backend: str = "auto", frames: int = 60,
-                   noise_sigma: float = 4.0, smoothing: bool = True) -> dict:
+                   noise_sigma: float = 4.0, smoothing: bool = True, mediapipe_weight: float = 0.5) -> dict:
     """Jitter of the reconstructed surface on a still face (a photo with fresh sensor noise in every frame).
 
     Runs the video-mode tracker and the network as a live run does, with (landmark One Euro filter + logit
-    smoother) or without smoothing. Returns {median_mm, p95_mm, frames, noise_sigma, smoothing} of the per-frame
+    smoother) or without smoothing, with MediaPipe's depth averaged into the surface at ``mediapipe_weight`` (the
+    run's --mediapipe-weight; 0: the network's surface alone). Returns {median_mm, p95_mm, frames, noise_sigma, smoothing} of the per-frame
     surface motion (see :func:`surface_motion`), in mm via :func:`mm_per_pixel`.
     """
     from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker
     from realtime_vrn.model.checkpoint import read_checkpoint_header
     from realtime_vrn.pipeline import Reconstructor
+    from realtime_vrn.surface.fusion import DepthFusion
 
     class _Frame:
         def __init__(self, image: np.ndarray, index: int) -> None:
@@ -66,7 +68,8 @@ def measure_jitter(checkpoint, image_rgb: np.ndarray, backend: str = "auto", fra
     cfg = read_checkpoint_header(checkpoint).cfg
     motions: list[float] = []
     with open_backend(backend, checkpoint) as net, open_tracker(static=False, smoothing=smoothing) as tracker:
-        rec = Reconstructor(tracker, net, cfg, media_fps=30.0, smoother=LogitSmoother() if smoothing else None)
+        rec = Reconstructor(tracker, net, cfg, media_fps=30.0, smoother=LogitSmoother() if smoothing else None,
+                            fusion=DepthFusion(cfg.input_size, mediapipe_weight).warm_up())
         prev = None
         for i, image in enumerate(still_face_frames(image_rgb, frames, noise_sigma)):
             out = rec.process(_Frame(image, i))

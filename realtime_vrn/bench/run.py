@@ -245,7 +245,8 @@ def _jitter(config: RunConfig) -> dict:
     weights = resolve_weights(config.model, config.weights)
     out = {}
     for smoothing in (False, True):
-        r = measure_jitter(weights, data.astronaut(), backend=config.backend, smoothing=smoothing)
+        r = measure_jitter(weights, data.astronaut(), backend=config.backend, smoothing=smoothing,
+                           mediapipe_weight=config.mediapipe_weight)
         out["smoothed" if smoothing else "raw"] = r
         print(f"jitter ({'smoothing on' if smoothing else 'smoothing off'}): median {r['median_mm']:.3f} mm/frame, "
               f"p95 {r['p95_mm']:.3f} mm/frame over {r['frames']} frames of a still face (noise sigma "
