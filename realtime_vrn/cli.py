@@ -36,8 +36,8 @@ from typing import Callable, Sequence
 from realtime_vrn import __version__
 from realtime_vrn.argtypes import backend_list, backend_name, camera_index, device_name, output_path, positive_int, \
     unit_float
-from realtime_vrn.config import FACE_CHOICES, MESH_FORMATS, OUTPUT_IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, \
-    SURFACE_KINDS, VIEWS
+from realtime_vrn.config import FACE_CHOICES, FUSION_WEIGHT, MESH_FORMATS, OUTPUT_IMAGE_SUFFIXES, \
+    OUTPUT_VIDEO_SUFFIXES, SURFACE_KINDS, VIEWS
 from realtime_vrn.errors import VRNError
 
 log = logging.getLogger("realtime_vrn")
@@ -149,7 +149,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                           "a CPU implementation: numba (the fastest), skimage")
     mdl.add_argument("--mediapipe-weight", type=unit_float, metavar="W",
                      help="MediaPipe's share of the surface's depth, 0-1: the network's surface and MediaPipe's "
-                          "mesh averaged (default 0.5; 0: the network's surface alone)")
+                          f"mesh averaged (default {FUSION_WEIGHT:g}; 0: the network's surface alone)")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=None,
                    help="no temporal smoothing of the landmarks")
     p.add_argument("--landmarks", type=Path, metavar="FILE.npz", default=None,

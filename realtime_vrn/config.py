@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from realtime_vrn.errors import ConfigError
+from realtime_vrn.surface.fusion import DEFAULT_WEIGHT as FUSION_WEIGHT
 
 ENV_PREFIX = "REALTIME_VRN_"
 # The choices of the options, declared once: the command lines (argparse ``choices=`` / ``type=``) and
@@ -72,7 +73,7 @@ class RunConfig:
     surface: str = "auto"  # marching cubes: one of SURFACE_KINDS
     # MediaPipe's share of the surface's depth (realtime_vrn/surface/fusion.py; 0 = the network's surface alone);
     # 0.5, the plain average of two estimates, is what the real-face benchmark measures (docs/model-card.md)
-    mediapipe_weight: float = 0.5
+    mediapipe_weight: float = FUSION_WEIGHT
     # behaviour
     max_frames: int | None = None
     loop: bool = False  # replay a video file or image folder until max_frames (soak tests)

@@ -47,16 +47,13 @@ def astronaut_face(astronaut):
     return found, CropTransform.from_landmarks(found.points68, size=SIZE)
 
 
-def test_front_depth_keeps_the_nearest_triangle_and_may_skip_back_faces():
+def test_front_depth_keeps_the_nearest_triangle():
     near = [[0, 0, 5], [8, 0, 5], [0, 8, 5]]  # z = 5 over the lower-left half
     tilted = [[0, 0, 0], [8, 0, 8], [0, 8, 0]]  # z = x over the same half: nearer than 5 where x > 5
     depth = front_depth(np.array(near + tilted, np.float32), np.array([[0, 1, 2], [3, 4, 5]]), 10)
     assert depth[0, 0] == 5 and depth[2, 4] == 5 and depth[1, 6] == 6 and depth[0, 8] == 8
     assert depth[5, 5] == -np.inf and depth[9, 9] == -np.inf  # beyond the diagonal x + y = 8: nothing
-    # front_only: (0, 0) -> (8, 0) -> (0, 8) runs counter-clockwise on screen (y down) seen from +z: a front face;
-    # the same triangle wound the other way is a back face and is not drawn
-    assert front_depth(np.array(near, np.float32), np.array([[0, 1, 2]]), 10, front_only=True)[2, 2] == 5
-    assert front_depth(np.array(near, np.float32), np.array([[0, 2, 1]]), 10, front_only=True)[2, 2] == -np.inf
+    assert front_depth(np.array(near, np.float32), np.array([[0, 2, 1]]), 10)[2, 2] == 5  # either winding
 
 
 def test_depth_field_is_the_difference_less_its_median():
@@ -206,7 +203,7 @@ def test_our_depth_from_the_vertices_on_pixel_columns_is_the_triangle_zbuffer(na
     logits = ellipsoid_logits(cfg, (50.0, 44.0, 30.0), (30.0, 36.0, 14.0))  # crop frame (x, y, z) centre, radii
     mesh = open_extractor(cfg, name).extract(logits)
     from_vertices = grid_mesh_depth(mesh.vertices, cfg.input_size)
-    from_triangles = front_depth(mesh.vertices, mesh.faces, cfg.input_size, front_only=True)
+    from_triangles = front_depth(mesh.vertices, mesh.faces, cfg.input_size)
     covered = np.isfinite(from_triangles)
     assert covered.sum() > 1000
     np.testing.assert_array_equal(np.isfinite(from_vertices), covered)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from realtime_vrn.argtypes import backend_name, checked, device_name, positive_float, positive_int, unit_float
-from realtime_vrn.config import MESH_FORMATS
+from realtime_vrn.config import FUSION_WEIGHT, MESH_FORMATS
 from realtime_vrn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     out.add_argument("--max-frames", type=positive_int, metavar="N", help="only the first N frames of each video")
     out.add_argument("--no-smoothing", dest="smoothing", action="store_false",
                      help="no temporal smoothing in videos")
-    out.add_argument("--mediapipe-weight", type=unit_float, default=0.5, metavar="W",
-                     help="MediaPipe's share of the surface's depth, 0-1 (default 0.5; 0: the network's surface "
-                          "alone), as realtime-vrn --mediapipe-weight")
+    out.add_argument("--mediapipe-weight", type=unit_float, default=FUSION_WEIGHT, metavar="W",
+                     help=f"MediaPipe's share of the surface's depth, 0-1 (default {FUSION_WEIGHT:g}; 0: the "
+                          "network's surface alone), as realtime-vrn --mediapipe-weight")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", metavar="NAME", help="installed model name (realtime-vrn weights list)")

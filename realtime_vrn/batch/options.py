@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from realtime_vrn.config import MESH_FORMATS
+from realtime_vrn.config import FUSION_WEIGHT, MESH_FORMATS
 from realtime_vrn.errors import ConfigError
 
 #: Frames per part of a long video: about 10 s of a 30 fps clip, ~12 s of work for one CPU worker. Small enough
@@ -40,7 +40,7 @@ class OutputSettings:
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     max_frames: int | None = None
     smoothing: bool = True
-    mediapipe_weight: float = 0.5  # MediaPipe's share of the surface's depth (realtime_vrn/surface/fusion.py)
+    mediapipe_weight: float = FUSION_WEIGHT  # MediaPipe's share of the surface's depth (surface/fusion.py)
     backend: str = "auto"
     device: str = "auto"
 

@@ -111,11 +111,9 @@ class Worker:
         return self._backend.describe() if self._backend is not None else "not open"
 
     def _fusion(self, settings: OutputSettings) -> Any:
-        """The surface's MediaPipe fusion at the batch's weight (None at weight 0)."""
+        """The surface's MediaPipe fusion at the batch's weight (at 0 the Reconstructor leaves it out)."""
         from realtime_vrn.surface.fusion import DepthFusion
 
-        if settings.mediapipe_weight == 0:
-            return None
         return DepthFusion(self._cfg.input_size, settings.mediapipe_weight).warm_up()
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from realtime_vrn.config import FUSION_WEIGHT
 from realtime_vrn.surface.smoothing import LogitSmoother
 
 #: Average adult interpupillary distance in mm (Dodgson 2004: mean 63 mm), to express pixels in mm.
@@ -47,13 +48,13 @@ def still_face_frames(image_rgb: np.ndarray, frames: int, noise_sigma: float, se
 
 
 def measure_jitter(checkpoint, image_rgb: np.ndarray, backend: str = "auto", frames: int = 60,
-                   noise_sigma: float = 4.0, smoothing: bool = True, mediapipe_weight: float = 0.5) -> dict:
+                   noise_sigma: float = 4.0, smoothing: bool = True, mediapipe_weight: float = FUSION_WEIGHT) -> dict:
     """Jitter of the reconstructed surface on a still face (a photo with fresh sensor noise in every frame).
 
     Runs the video-mode tracker and the network as a live run does, with (landmark One Euro filter + logit
     smoother) or without smoothing, with MediaPipe's depth averaged into the surface at ``mediapipe_weight`` (the
-    run's --mediapipe-weight; 0: the network's surface alone). Returns {median_mm, p95_mm, frames, noise_sigma, smoothing} of the per-frame
-    surface motion (see :func:`surface_motion`), in mm via :func:`mm_per_pixel`.
+    run's --mediapipe-weight; 0: the network's surface alone). Returns {median_mm, p95_mm, frames, noise_sigma,
+    smoothing} of the per-frame surface motion (see :func:`surface_motion`), in mm via :func:`mm_per_pixel`.
     """
     from realtime_vrn.backends.registry import open_backend
     from realtime_vrn.landmarks import open_tracker

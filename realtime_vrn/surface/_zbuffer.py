@@ -13,14 +13,11 @@ EDGE_TOLERANCE = 1e-5
 
 
 @numba.njit(cache=True, nogil=True)
-def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray,
-            front_only: bool) -> None:  # pragma: no cover - compiled
+def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """Front-most z of the triangles at each pixel centre of ``out``, in place.
 
     vertices: (V, 3) float32 x, y pixels (centres at integers), z larger nearer. faces: (F, 3) int32.
     out: (H, W) float32, filled with -inf by the caller; keeps its value where a triangle is not nearer.
-    front_only: draw only the triangles wound counter-clockwise in (x right, y down) seen from +z, i.e. whose
-    outward normal (``Mesh`` winding) faces the viewer: on a closed surface the front-most one always is.
     Degenerate triangles (zero area in x, y) and faces with an index out of range are skipped.
     """
     h, w = out.shape
@@ -33,7 +30,7 @@ def zbuffer(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray,
         x1, y1, z1 = vertices[b, 0], vertices[b, 1], vertices[b, 2]
         x2, y2, z2 = vertices[c, 0], vertices[c, 1], vertices[c, 2]
         den = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if abs(den) < 1e-12 or (front_only and den < 0):
+        if abs(den) < 1e-12:
             continue
         lo_x = max(int(math.ceil(min(x0, x1, x2) - EDGE_TOLERANCE)), 0)
         hi_x = min(int(math.floor(max(x0, x1, x2) + EDGE_TOLERANCE)), w - 1)

@@ -47,19 +47,17 @@ MIN_COMMON_PIXELS = 50
 OUTLIER_SPREADS = 3.0
 
 
-def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int, front_only: bool = False) -> np.ndarray:
-    """Z-buffer of a mesh at the crop's pixel centres.
+def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+    """Z-buffer of a mesh's triangles at the crop's pixel centres (MediaPipe's mesh in the fusion).
 
     vertices: (V, 3) float, x, y crop pixels (pixel centres at integers, y down), z larger nearer.
-    faces: (F, 3) int vertex indices. front_only: draw only the triangles whose outward normal (``Mesh``
-    winding) faces the viewer, half the work on a closed surface; otherwise any winding (MediaPipe's
-    triangles have none), the front-most z wins.
+    faces: (F, 3) int vertex indices, any winding (MediaPipe's triangles have none): the front-most z wins.
     Returns (size, size) float32: the largest z of the triangles over each pixel centre, -inf where none is.
     """
     from ._zbuffer import zbuffer
 
     out = np.full((size, size), -np.inf, np.float32)
-    zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out, front_only)
+    zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out)
     return out
 
 
@@ -147,7 +145,8 @@ class DepthFusion:
     """The pipeline's fusion step: ``fusion(mesh, points478, crop)`` -> crop-frame mesh.
 
     points478: ``FaceLandmarks.points`` (478, 3) frame px (z = z_norm x width, smaller nearer); crop: the
-    ``CropTransform`` the mesh was made in. ``warm_up`` compiles the z-buffer (numba) at start-up.
+    ``CropTransform`` the mesh was made in. ``warm_up`` compiles (or loads from numba's cache) its loops at
+    start-up, not on the first frame.
     """
 
     def __init__(self, size: int, weight: float = DEFAULT_WEIGHT) -> None:

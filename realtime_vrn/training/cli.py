@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from realtime_vrn.argtypes import backend_name, positive_float, positive_int, unit_float
+from realtime_vrn.config import FUSION_WEIGHT
 from realtime_vrn.errors import ConfigError, VRNError
 
 log = logging.getLogger(__name__)
@@ -172,9 +173,10 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--oracle", action="store_true", help="--heldout: score the ground-truth volumes (the floor)")
     ev.add_argument("--backend", type=backend_name, default="auto",
                     help="--real: inference backend (default auto, as the pipeline)")
-    ev.add_argument("--mediapipe-weight", type=unit_float, default=0.5, metavar="W",
+    ev.add_argument("--mediapipe-weight", type=unit_float, default=FUSION_WEIGHT, metavar="W",
                     help="--real: MediaPipe's share of our surface's depth, as the pipeline's --mediapipe-weight "
-                         "(default 0.5; the network's surface alone is reported beside it as 'VRN alone')")
+                         f"(default {FUSION_WEIGHT:g}; the network's surface alone is reported beside it as "
+                         "'VRN alone')")
     ev.add_argument("--sheet", type=int, default=6, metavar="N",
                     help="--real: photos in the comparison sheet photos.png (0 = none)")
     ev.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu for --heldout, auto for --real)")

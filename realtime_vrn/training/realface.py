@@ -4,7 +4,7 @@ The folder is in the AFLW2000-3D layout: ``imageNNNNN.jpg`` beside ``imageNNNNN.
 (3 x 68: x, y image pixels, y down, pixel centres at integers; z in the same pixel units, **larger = nearer**)
 and ``Pose_Para`` (1 x 7: pitch, yaw, roll in radians, then translation and scale).
 
-Three surfaces per photo, all in the image frame (x, y pixels, z pixels, larger z nearer):
+The surfaces of each photo, all in the image frame (x, y pixels, z pixels, larger z nearer):
 
 - **ours**: the mesh the pipeline produces (:class:`realtime_vrn.pipeline.Reconstructor`, still-image tracker,
   no smoothing): the network's surface with MediaPipe's depth averaged in at the run's weight
