@@ -2,7 +2,8 @@
 
 The network's surface and MediaPipe's 468-point mesh see the same face through different errors (on the real
 photos of ``eval --real`` the network is better at large yaw, MediaPipe near-frontal, and their errors are far
-from identical), so their average is closer to the truth than either (model card, *Session 8*). The fusion moves
+from identical), so their average is closer to the truth than either up to 60 deg of yaw, and than MediaPipe's
+beyond (model card, *Session 8*). The fusion moves
 each vertex of our mesh along z only, by a smooth field over the crop's (x, y):
 
     z' = z + weight * F(x, y),   F = mediapipe - ours - offset on the pixels both surfaces cover,
