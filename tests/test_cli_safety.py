@@ -261,3 +261,14 @@ def test_bad_device_and_bench_backend_are_one_line(argv, needle, capsys):
     line = _error_line(capsys)
     # short: the valid names once (six backends with openvino-int8: 209 characters), not every backend's complaint
     assert needle in line and len(line) < 240, line
+
+
+@pytest.mark.parametrize("flag, path", [("--output", "/proc/nope/out.mp4"), ("--output", "/proc/nope/frames"),
+                                        ("--export", "/proc/nope/meshes")])
+def test_an_output_that_cannot_be_written_is_refused_before_the_models_load(clip, tmp_path, capsys, flag, path):
+    """/proc refuses new files even to root (the check tries a real file). The weights named here do not exist:
+    the output's error comes first, so it is found before anything loads."""
+    code = main(["--video", str(clip), flag, path, "--weights", str(tmp_path / "missing.safetensors"),
+                 "--headless", "--max-frames", "2", "--no-progress"])
+    assert code == 2
+    assert f"{flag}: cannot write into folder /proc" in _error_line(capsys)

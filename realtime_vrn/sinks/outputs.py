@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realtime_vrn.config import RunConfig, output_kind
+from realtime_vrn.config import RunConfig, check_writable_folder, output_kind
 from realtime_vrn.errors import ConfigError, OutputError
 from realtime_vrn.bench.timing import LatencyStats
 
@@ -32,7 +32,8 @@ def check_run_paths(config: RunConfig, inputs: dict[str, Path]) -> None:
     inputs: flag -> path of every file or folder the run reads (``--video``, ``--image``, ``--landmarks``, ...).
     Every output (``--output``, ``--export``, ``--record-landmarks``, ``--benchmark``) must differ from every
     input (same file through another name, symlink or hard link included) and from the other outputs; a
-    non-empty ``--export`` folder needs ``--overwrite``.
+    non-empty ``--export`` folder needs ``--overwrite``; the folders ``--output`` and ``--export`` write into must
+    take a new file.
     """
     if config.output is not None:
         output_kind(config.output)
@@ -55,6 +56,13 @@ def check_run_paths(config: RunConfig, inputs: dict[str, Path]) -> None:
         if old:
             raise ConfigError(f"--export folder {export} already holds {len(old)} file(s) (e.g. {sorted(old)[0]}); "
                               f"new meshes would mix with them: use a new folder, or add --overwrite")
+    # writable, before the models load (seconds earlier than the writers would find out): a video or an image is
+    # written into its folder, image frames and meshes into the path itself (or, still to be made, its parent)
+    if config.output is not None:
+        folder = Path(config.output)
+        check_writable_folder("--output", folder if output_kind(folder) == "folder" else folder.parent)
+    if export is not None:
+        check_writable_folder("--export", Path(export))
 
 
 def _same_path(a: Path, b: Path) -> bool:
