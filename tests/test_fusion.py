@@ -208,3 +208,16 @@ def test_our_depth_from_the_vertices_on_pixel_columns_is_the_triangle_zbuffer(na
     assert covered.sum() > 1000
     np.testing.assert_array_equal(np.isfinite(from_vertices), covered)
     np.testing.assert_allclose(from_vertices[covered], from_triangles[covered], atol=1e-4)
+
+
+def test_without_numba_the_run_goes_on_with_the_networks_surface(monkeypatch, caplog):
+    """numba missing or broken (where the surface falls back to scikit-image): the fusion steps aside with a
+    warning instead of stopping the run."""
+    import realtime_vrn.surface.fusion as fusion
+
+    def broken():
+        raise ImportError("no module named numba")
+
+    monkeypatch.setattr(fusion, "_kernels", broken)
+    step = DepthFusion(SIZE, 0.5).warm_up()
+    assert step.weight == 0.0 and "network's alone" in caplog.text

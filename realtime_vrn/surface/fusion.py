@@ -28,11 +28,14 @@ average of the two surfaces at MediaPipe's own inner landmarks on the pool photo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from .mesh import Mesh
+
+log = logging.getLogger(__name__)
 
 #: MediaPipe's share of the depth by default (the CLI's --mediapipe-weight).
 DEFAULT_WEIGHT = 0.5
@@ -48,6 +51,14 @@ MIN_COMMON_PIXELS = 50
 OUTLIER_SPREADS = 3.0
 
 
+def _kernels():
+    """The compiled loops (:mod:`realtime_vrn.surface._fusion_numba`), imported on first use so that importing
+    this module (the option defaults do) does not load numba."""
+    from . import _fusion_numba
+
+    return _fusion_numba
+
+
 def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
     """Z-buffer of a mesh's triangles at the crop's pixel centres (MediaPipe's mesh in the fusion).
 
@@ -55,10 +66,8 @@ def front_depth(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarra
     faces: (F, 3) int vertex indices, any winding (MediaPipe's triangles have none): the front-most z wins.
     Returns (size, size) float32: the largest z of the triangles over each pixel centre, -inf where none is.
     """
-    from ._zbuffer import zbuffer
-
     out = np.full((size, size), -np.inf, np.float32)
-    zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out)
+    _kernels().zbuffer(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32), out)
     return out
 
 
@@ -69,10 +78,8 @@ def grid_mesh_depth(vertices: np.ndarray, size: int) -> np.ndarray:
 
     vertices: (V, 3) float32 crop frame. Returns (size, size) float32, -inf where no vertex lies on the column.
     """
-    from ._zbuffer import column_front
-
     out = np.full((size, size), -np.inf, np.float32)
-    column_front(np.ascontiguousarray(vertices, np.float32), out)
+    _kernels().column_front(np.ascontiguousarray(vertices, np.float32), out)
     return out
 
 
@@ -133,11 +140,9 @@ def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float 
     if field is None:
         return mesh
     field *= np.float32(weight)
-    from ._zbuffer import move_along_z
-
     gy, gx = np.gradient(field)  # per pixel: the map's Jacobian carries the normals (module docstring)
     vertices, normals = np.empty_like(mesh.vertices), np.empty_like(mesh.normals)
-    move_along_z(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.normals),
+    _kernels().move_along_z(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.normals),
                  np.dstack([field, gx, gy]).astype(np.float32, copy=False), vertices, normals)
     return Mesh(vertices=vertices, faces=mesh.faces, normals=normals, colors=mesh.colors, frame="crop")
 
@@ -157,18 +162,24 @@ class DepthFusion:
         self.size, self.weight = int(size), float(weight)
 
     def warm_up(self) -> "DepthFusion":
-        if self.weight > 0:
-            from ._zbuffer import move_along_z
-
-            tri = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32)
-            front_depth(tri, np.array([[0, 1, 2]]), 4)
-            grid_mesh_depth(tri, 4)
-            move_along_z(tri, tri, np.zeros((4, 4, 3), np.float32), np.empty_like(tri), np.empty_like(tri))
+        """Compile the loops now. Without a working numba (where the surface falls back to scikit-image too) the
+        fusion is left out with a warning: the run goes on with the network's surface alone."""
+        if self.weight == 0:
+            return self
+        try:
+            kernels = _kernels()
+        except ImportError as err:
+            log.warning("numba is not importable (%s): the surface is the network's alone, without MediaPipe's "
+                        "depth; reinstall realtime-vrn's dependencies to get it back", err)
+            self.weight = 0.0
+            return self
+        tri = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]], np.float32)
+        front_depth(tri, np.array([[0, 1, 2]]), 4)
+        grid_mesh_depth(tri, 4)
+        kernels.move_along_z(tri, tri, np.zeros((4, 4, 3), np.float32), np.empty_like(tri), np.empty_like(tri))
         return self
 
     def __call__(self, mesh: Mesh, points478: np.ndarray, crop: Any) -> Mesh:
-        if self.weight == 0.0:
-            return mesh
         from realtime_vrn.model.guidance import mediapipe_in_crop
 
         return fuse_depth(mesh, mediapipe_in_crop(points478, crop), self.size, self.weight)

@@ -1,5 +1,5 @@
-"""The fusion's per-pixel and per-vertex loops, compiled with numba (``cache=True``: compiled once per machine,
-like the extractor)."""
+"""The per-pixel and per-vertex loops of :mod:`realtime_vrn.surface.fusion`, compiled with numba (``cache=True``:
+compiled once per machine, like the extractor)."""
 
 from __future__ import annotations
 
