@@ -338,7 +338,7 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     with open_backend(config.backend, weights, config.device) as backend:
         summary.backend = backend.describe()
         extractor = open_surface(config.surface, cfg, backend)  # before the camera and MediaPipe: fail fast
-        summary.backend += " + GPU marching cubes" if extractor.on_device else f" + {extractor.name} marching cubes"
+        summary.backend += f" + {extractor.describe()}"
         if config.mediapipe_weight > 0:
             summary.backend += f" + MediaPipe depth (weight {config.mediapipe_weight:g})"
         _run_loop(config, cfg, backend, extractor, summary, on_frame)

@@ -104,7 +104,7 @@ def test_every_surface_stage_has_the_protocol_members():
     from realtime_vrn.surface.gpu.extractor import DeviceSurfaceExtractor
     from realtime_vrn.surface.marching import NumbaSurfaceExtractor
 
-    assert _members(SurfaceStage) == {"name", "on_device", "asarray", "extract"}
+    assert _members(SurfaceStage) == {"name", "on_device", "asarray", "extract", "describe"}
     for cls in (SurfaceExtractor, NumbaSurfaceExtractor, DeviceSurfaceExtractor):
         assert all(hasattr(cls, m) for m in _members(SurfaceStage)), cls
     assert (SurfaceExtractor.on_device, NumbaSurfaceExtractor.on_device, DeviceSurfaceExtractor.on_device) == (

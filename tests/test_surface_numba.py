@@ -96,17 +96,19 @@ def test_a_grid_wider_than_an_int64_row_falls_back_to_skimage(caplog):
     assert open_extractor(wide).name == "skimage" and "grids up to 63 wide" in caplog.text
 
 
-def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, face_photos):
+def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, face_photos, monkeypatch):
+    import realtime_vrn.surface.marching as marching
     from realtime_vrn.cli import parse_args
     from realtime_vrn.config import RunConfig
     from realtime_vrn.pipeline import run
 
+    monkeypatch.setattr(marching, "available_cores", lambda: 4)
     photo = next(p for p in face_photos if p.name == "asj.jpg")
-    for kind, name in (("auto", "numba"), ("skimage", "skimage")):
+    for kind, expected in (("auto", "numba marching cubes on 2 threads"), ("skimage", "skimage marching cubes")):
         config = RunConfig(image=photo, weights=plane_checkpoint, headless=True, progress=False, surface=kind)
         summary = run(config.validate())
         # the summary names the fusion step after the extractor (the default weight)
-        assert summary.backend.endswith(f" + {name} marching cubes + MediaPipe depth (weight 0.5)")
+        assert summary.backend.endswith(f" + {expected} + MediaPipe depth (weight 0.5)")
         assert summary.frames_with_face == 1
     assert parse_args(["--surface", "numba"]).surface == "numba"
 
@@ -229,6 +231,73 @@ def test_numba_gives_the_twins_triangles_on_noise_touching_every_border(seed):
     assert not is_closed(mesh)
 
 
+# --- two threads: the layers split in two parts, welded along their shared node plane -----------------------------
+
+
+def _assert_same_mesh(mesh: Mesh, whole: Mesh) -> None:
+    """The same triangles, vertex positions and normals (in any vertex and face order), indexed, none unused."""
+    assert_same_triangles(mesh, whole)
+    order = np.lexsort(mesh.vertices.T[::-1]), np.lexsort(whole.vertices.T[::-1])
+    np.testing.assert_array_equal(mesh.normals[order[0]], whole.normals[order[1]])
+    assert len(np.unique(mesh.vertices, axis=0)) == len(mesh.vertices)
+    assert np.array_equal(np.unique(mesh.faces), np.arange(len(mesh.vertices)))
+
+
+def _split_at(cfg: VRNConfig, seam: int) -> NumbaSurfaceExtractor:
+    """A two-thread extractor whose next frame is split at node plane ``seam`` (the split it would take from
+    the frame before; any plane must give the same mesh)."""
+    extractor = NumbaSurfaceExtractor(cfg, threads=2)
+    extractor._seam = seam
+    return extractor
+
+
+def test_two_threads_weld_the_same_mesh_at_every_seam():
+    """Exact zeros (vertices on nodes, shared by several edges) on every plane, a surface through every layer:
+    split at each plane, the welded mesh is the one-thread mesh."""
+    logits = np.round(ellipsoid_logits(SMALL, (32, 32, 12), (20, 20, 8)) * 2) / 2  # many logits exactly 0
+    logits[:, :, :3] = 1.0  # and a solid through the border and every layer
+    whole = NumbaSurfaceExtractor(SMALL, threads=1).extract(logits)
+    grid = whole.vertices * np.float32([1, 1, 2])  # node units
+    on_node = (grid == np.round(grid)).all(axis=1)
+    assert on_node.sum() > 100 and len(np.unique(grid[on_node, 2])) > 20  # vertices on nodes, on many planes
+    for seam in range(1, SMALL.depth_bins - 1):
+        _assert_same_mesh(_split_at(SMALL, seam).extract(logits), whole)
+
+
+def test_two_threads_real_network_output(real_frame):
+    logits = real_frame[0]
+    whole = NumbaSurfaceExtractor(REFINED, threads=1).extract(logits)
+    extractor = NumbaSurfaceExtractor(REFINED, threads=2)
+    assert extractor._seam == REFINED.depth_bins // 2  # the first frame: split in the middle
+    for _ in range(2):  # then where half of the previous frame's straddling cells lie below
+        _assert_same_mesh(extractor.extract(logits), whole)
+    assert 0 < extractor._seam < REFINED.depth_bins - 1 and extractor._seam != REFINED.depth_bins // 2
+
+
+def test_two_threads_grow_their_buffers_and_reject_non_finite_logits_in_either_part():
+    logits = face_like_logits(RELEASE, seed=5)
+    whole = NumbaSurfaceExtractor(RELEASE, threads=1).extract(logits)
+    extractor = _split_at(RELEASE, 100)
+    extractor._capacity = (16, 32)  # far too small: both parts report it, the frame runs again with more room
+    _assert_same_mesh(extractor.extract(logits), whole)
+    for z in (10, 190):  # below and above the seam, far from the surface
+        bad = logits.copy()
+        bad[z, 0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            _split_at(RELEASE, 100).extract(bad)
+
+
+def test_thread_count_default_and_choice(monkeypatch):
+    import realtime_vrn.surface.marching as marching
+
+    monkeypatch.setattr(marching, "available_cores", lambda: 1)
+    assert NumbaSurfaceExtractor(SMALL).threads == 1 and NumbaSurfaceExtractor(SMALL)._seam == -1
+    monkeypatch.setattr(marching, "available_cores", lambda: 16)
+    assert NumbaSurfaceExtractor(SMALL).threads == 2
+    with pytest.raises(ValueError, match="expected 1 or 2 surface threads, got 3"):
+        NumbaSurfaceExtractor(SMALL, threads=3)
+
+
 def test_footprints_cover_every_full_resolution_cube():
     for n_low, n_full in ((48, 96), (48, 192), (16, 64), (5, 7)):
         first, last = _footprints(n_low, n_full)
@@ -331,6 +400,26 @@ def test_to_image_frame_general_affine_matches_the_inverse_transpose():
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(out.normals, expected, atol=1e-5)
     assert out.faces is mesh.faces  # det > 0: winding kept
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_the_stages_colours_and_frame_mapping_equal_the_two_steps(real_frame, monkeypatch, compiled):
+    """coloured_in_image_frame (one compiled pass where numba imports) == sample_colours, then to_image_frame."""
+    import sys
+
+    logits, crop_image, crop = real_frame
+    extractor = NumbaSurfaceExtractor(REFINED, threads=1)
+    expected = extractor.extract(logits)
+    colours = sample_colours(expected, crop_image)
+    expected = to_image_frame(expected, crop)
+    if not compiled:
+        monkeypatch.setitem(sys.modules, "realtime_vrn.surface._colour_numba", None)  # as without numba
+    crop_frame = extractor.extract(logits)
+    out = coloured_in_image_frame(crop_frame, crop_image, crop)
+    np.testing.assert_array_equal(out.vertices, expected.vertices)
+    np.testing.assert_array_equal(out.colors, colours)
+    assert crop_frame.colors is out.colors and out.normals is crop_frame.normals and out.frame == "image"
+    assert coloured_in_image_frame(Mesh.empty(), crop_image, crop).is_empty
 
 
 def test_a_uniform_crop_shares_the_normals_and_sampling_clips_to_the_crop(real_frame):

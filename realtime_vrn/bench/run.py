@@ -199,9 +199,10 @@ def _surface_comparison(samples: list[SurfaceSample], runs: int, stride: int, la
     agg["worst_p95_distance"] = float(max(r.get("p95_distance", 0.0) for r in per_frame))
     agg["frames"] = len(per_frame)
     agg["extractor"] = extractor.name
+    agg["extractor_description"] = extractor.describe()  # with its threads
     agg["extractor_warm_up_s"] = warm_up_s  # numba: compiling or loading its cache; ~0 after the run did it
     agg["fast_stage"] = per_frame[0]["fast_stage"]
-    print(f"{label} [{extractor.name}, warm-up {warm_up_s:.1f} s]: stage (iso-surface + colours + frame mapping) "
+    print(f"{label} [{extractor.describe()}, warm-up {warm_up_s:.1f} s]: stage (iso-surface + colours + frame mapping) "
           f"median {agg.get('fast_median_ms', 0):.2f} ms (p95 {agg.get('fast_p95_ms', 0):.2f}) vs scikit-image full "
           f"volume {agg.get('reference_median_ms', 0):.1f} ms (p95 {agg.get('reference_p95_ms', 0):.1f}) -> "
           f"{agg.get('speedup', 0):.1f}x; distance mean {agg.get('mean_distance', 0):.3f} / p95 "

@@ -239,6 +239,9 @@ class SurfaceExtractor:
     name = "skimage"
     on_device = False  # takes host logits (the SurfaceStage protocol, surface/extractors.py)
 
+    def describe(self) -> str:
+        return "skimage marching cubes"
+
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
         self.size = cfg.input_size

@@ -34,11 +34,14 @@ class SurfaceStage(Protocol):
 
     on_device: True when it takes the backend's logits on the GPU (``backend.infer_device``), False for host
     logits (``backend.infer``); ``asarray`` makes the array it takes of either (a CuPy view without a copy, or a
-    NumPy array); ``extract`` takes (D, g, g) float32 logits (or a batch of one) and returns the crop-frame Mesh.
+    NumPy array); ``extract`` takes (D, g, g) float32 logits (or a batch of one) and returns the crop-frame Mesh;
+    ``describe`` names it for the run's summary ("numba marching cubes on 2 threads").
     """
 
     name: str
     on_device: bool
+
+    def describe(self) -> str: ...
 
     def asarray(self, logits: Any) -> Any: ...
 
@@ -120,5 +123,5 @@ def open_surface(kind: str, cfg: VRNConfig, backend: "Backend") -> SurfaceStage:
 
 def _cpu(cfg: VRNConfig, name: str) -> SurfaceStage:
     extractor = open_extractor(cfg, name)
-    log.info("surface: marching cubes on the CPU (%s)", extractor.name)
+    log.info("surface: %s on the CPU", extractor.describe())
     return extractor

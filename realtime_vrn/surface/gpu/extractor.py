@@ -36,6 +36,9 @@ class DeviceSurfaceExtractor:
         self._mc = CupyMarchingCubes((cfg.depth_bins, cfg.grid_size, cfg.grid_size), cfg.output_stride,
                                      runtime=runtime).open()
 
+    def describe(self) -> str:
+        return "GPU marching cubes"
+
     def asarray(self, logits) -> Any:
         """A device (CuPy) view of a torch CUDA tensor or CuPy array, without a copy."""
         return self._mc.asarray(logits)
