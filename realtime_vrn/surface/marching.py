@@ -226,7 +226,6 @@ def _march_layers(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_y, foot_x,
     nf = 0
     dropped = 0
     n_seam = 0
-    cube = np.empty(8, np.float32)
     local = np.empty(12, np.int32)  # vertex id per edge of the current cube
     grad = np.empty((2, 3), np.float32)
     low_x = np.empty(big_w, np.int64)  # a node column's inside bits as the corners of the cube on its +x side
@@ -272,8 +271,6 @@ def _march_layers(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_y, foot_x,
                     if case == 0 or case == 255:
                         continue
                     r = y * big_w + x
-                    for k in range(8):
-                        cube[k] = planes[(base1 if corner_z[k] else base0) + r + corner_flat[k]]
                     for q in range(1, case_edges[case, 0] + 1):  # the cube's crossed edges: each vertex made once
                         e = case_edges[case, q]
                         c0, c1, axis = edges[e, 0], edges[e, 1], edges[e, 2]
@@ -285,7 +282,8 @@ def _march_layers(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_y, foot_x,
                                 vids[4 * owner + k] = -1
                         vid = vids[4 * owner + axis]
                         if vid < 0:
-                            f0, f1 = cube[c0], cube[c1]
+                            f0 = planes[(base1 if corner_z[c0] else base0) + r + corner_flat[c0]]
+                            f1 = planes[(base1 if corner_z[c1] else base0) + r + corner_flat[c1]]
                             t = f0 / (f0 - f1)  # opposite sides of 0, never equal
                             xo, yo = x + corner_x[c0], y + corner_y[c0]
                             px, py, pz = np.float32(xo), np.float32(yo), np.float32(zo)
