@@ -521,13 +521,14 @@ class NumbaSurfaceExtractor:
         seam = self._seam
         while True:
             n_verts, n_faces = self._capacity
-            verts, norms, faces = _buffers(n_verts, n_faces)
             if seam < 0:
+                verts, norms, faces = _buffers(n_verts, n_faces)
                 status, nv, nf, dropped, _ = self._march(grid, 0, self.depth - 1, -1, self._parts[0], verts, norms,
                                                          faces)
             else:  # the layers from the seam up on the worker, those below here, then one mesh
                 upper = _buffers(n_verts, n_faces)
                 future = self._pool.submit(self._march, grid, seam, self.depth - 1, seam, self._parts[1], *upper)
+                verts, norms, faces = _buffers(n_verts, n_faces)
                 try:
                     status, nv, nf, dropped, _ = self._march(grid, 0, seam, -1, self._parts[0], verts, norms, faces)
                 finally:
