@@ -176,7 +176,7 @@ def test_the_run_states_and_times_the_fusion(plane_checkpoint, face_photos, caps
     from realtime_vrn.cli import parse_args
     from realtime_vrn.config import RunConfig
     from realtime_vrn.pipeline import run
-    from realtime_vrn.surface.marching import available_cores
+    from realtime_vrn.backends.common import cpu_threads
 
     photo = next(p for p in face_photos if p.name == "asj.jpg")
     for weight in (0.0, 0.3):
@@ -185,7 +185,7 @@ def test_the_run_states_and_times_the_fusion(plane_checkpoint, face_photos, caps
         assert summary.frames_with_face == 1
         assert ("fusion" in summary.stages) == (weight > 0)
         assert summary.backend.endswith(" + MediaPipe depth (weight 0.3)" if weight else " marching cubes"
-                                        + (" on 2 threads" if available_cores() > 1 else ""))
+                                        + (" on 2 threads" if cpu_threads() > 1 else ""))
     assert parse_args(["--mediapipe-weight", "0"]).mediapipe_weight == 0.0
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--mediapipe-weight", "1.5"])

@@ -102,7 +102,7 @@ def test_run_summary_and_surface_option_name_the_extractor(plane_checkpoint, fac
     from realtime_vrn.config import RunConfig
     from realtime_vrn.pipeline import run
 
-    monkeypatch.setattr(marching, "available_cores", lambda: 4)
+    monkeypatch.setattr(marching, "cpu_threads", lambda: 4)
     photo = next(p for p in face_photos if p.name == "asj.jpg")
     for kind, expected in (("auto", "numba marching cubes on 2 threads"), ("skimage", "skimage marching cubes")):
         config = RunConfig(image=photo, weights=plane_checkpoint, headless=True, progress=False, surface=kind)
@@ -235,10 +235,11 @@ def test_numba_gives_the_twins_triangles_on_noise_touching_every_border(seed):
 
 
 def _assert_same_mesh(mesh: Mesh, whole: Mesh) -> None:
-    """The same triangles, vertex positions and normals (in any vertex and face order), indexed, none unused."""
-    assert_same_triangles(mesh, whole)
-    order = np.lexsort(mesh.vertices.T[::-1]), np.lexsort(whole.vertices.T[::-1])
-    np.testing.assert_array_equal(mesh.normals[order[0]], whole.normals[order[1]])
+    """The same arrays, bit for bit and in the same order (the lower part's vertices and faces come first, as one
+    thread makes them, and the upper part's seam vertices are the lower part's); indexed, none unused."""
+    np.testing.assert_array_equal(mesh.vertices, whole.vertices)
+    np.testing.assert_array_equal(mesh.faces, whole.faces)
+    np.testing.assert_array_equal(mesh.normals, whole.normals)
     assert len(np.unique(mesh.vertices, axis=0)) == len(mesh.vertices)
     assert np.array_equal(np.unique(mesh.faces), np.arange(len(mesh.vertices)))
 
@@ -290,9 +291,9 @@ def test_two_threads_grow_their_buffers_and_reject_non_finite_logits_in_either_p
 def test_thread_count_default_and_choice(monkeypatch):
     import realtime_vrn.surface.marching as marching
 
-    monkeypatch.setattr(marching, "available_cores", lambda: 1)
+    monkeypatch.setattr(marching, "cpu_threads", lambda: 1)
     assert NumbaSurfaceExtractor(SMALL).threads == 1 and NumbaSurfaceExtractor(SMALL)._seam == -1
-    monkeypatch.setattr(marching, "available_cores", lambda: 16)
+    monkeypatch.setattr(marching, "cpu_threads", lambda: 16)
     assert NumbaSurfaceExtractor(SMALL).threads == 2
     with pytest.raises(ValueError, match="expected 1 or 2 surface threads, got 3"):
         NumbaSurfaceExtractor(SMALL, threads=3)

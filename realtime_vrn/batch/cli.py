@@ -35,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="join this Ray cluster (HOST:PORT of the head node, or 'auto'); default: start a "
                           "local Ray on this machine")
     run.add_argument("--cpus-per-worker", type=positive_float, metavar="X",
-                     help="CPUs reserved per worker, also its network threads (default 1; without Ray: every "
-                          "core of this machine)")
+                     help="CPUs reserved per worker, also its network and surface threads (default 1; without "
+                          "Ray: every core of this machine)")
     run.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0, metavar="X",
                      help="GPUs per worker (e.g. 0.5: two workers share a GPU; default 0)")
     run.add_argument("--no-ray", action="store_true",

@@ -24,8 +24,9 @@ central-difference gradient. One compiled pass per part of the cube layers (:fun
 
 On two cores the layers are split in two parts of about equal work, the upper marched on a worker thread while
 the calling thread marches the lower (the kernel releases the GIL); the parts share one node plane, the seam,
-whose vertices both make: :func:`_weld` gives the upper part's the lower part's ids. The same mesh as one thread
-(vertices in another order), in ~60% of its time on the shipped model's faces.
+whose vertices both make: :func:`_weld` gives the upper part's the lower part's ids. The same mesh as one thread,
+bit for bit and in the same order (one thread makes the lower layers' vertices and faces first, in the same
+order, and the seam's with them), in ~60% of its time on the shipped model's faces.
 
 The surface is the twin's (the same triangles; positions and normals equal up to float rounding), closed
 inside the volume and open where the solid meets its border, wound outwards. Against scikit-image's Lewiner
@@ -37,12 +38,12 @@ or in numba's user cache); :meth:`NumbaSurfaceExtractor.warm_up` does it at star
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
+from realtime_vrn.backends.common import cpu_threads
 from realtime_vrn.contracts import check_logits
 from realtime_vrn.surface.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, triangle_table
 from realtime_vrn.surface.gpu.mc_twin import linear_tables
@@ -438,14 +439,6 @@ class _Part:
         self.seam_keys = np.empty((3 * size * size, 2), np.int32)  # at most every x, y edge and node of a plane
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity where the OS tells it, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 class NumbaSurfaceExtractor:
     """The p = 0.5 iso-surface of one frame's low-resolution logits, as a crop-frame :class:`Mesh` (numba).
 
@@ -456,8 +449,9 @@ class NumbaSurfaceExtractor:
 
     threads: 1 marches every cube layer on the calling thread; 2 splits the layers in two parts of about equal
     work (the straddling low-res cells) and marches the upper part on a worker thread at the same time, then
-    welds the two along their shared node plane (the same mesh, vertices in another order). None: 2 where the
-    process may use two cores or more (see :data:`MIN_SPLIT_CELLS` for when a frame is marched whole anyway).
+    welds the two along their shared node plane (the same arrays as one thread, bit for bit). None: 2 where the
+    process may use two cores or more (``cpu_threads``: its affinity, at most ``OMP_NUM_THREADS``, which a batch
+    worker sets to its CPUs); see :data:`MIN_SPLIT_CELLS` for when a frame is marched whole anyway.
     """
 
     name = "numba"
@@ -471,7 +465,7 @@ class NumbaSurfaceExtractor:
         if self.grid > MAX_GRID:
             raise ValueError(f"the numba extractor takes logit grids up to {MAX_GRID} wide, got {self.grid}")
         if threads is None:
-            threads = min(2, available_cores())
+            threads = min(2, cpu_threads())
         if threads not in (1, 2):
             raise ValueError(f"expected 1 or 2 surface threads, got {threads}")
         self.threads = threads
