@@ -281,7 +281,7 @@ def test_two_threads_grow_their_buffers_and_reject_non_finite_logits_in_either_p
     extractor = _split_at(RELEASE, 100)
     extractor._capacity = (16, 32)  # far too small: both parts report it, the frame runs again with more room
     _assert_same_mesh(extractor.extract(logits), whole)
-    for z in (10, 190):  # below and above the seam, far from the surface
+    for z in (10, 99, 100, 101, 190):  # below, at and above the seam (planes both parts read), far from the surface
         bad = logits.copy()
         bad[z, 0, 0] = np.nan
         with pytest.raises(ValueError, match="NaN or infinite"):

@@ -127,7 +127,7 @@ def _straddling(logits, z_first, z_stop, inside, foot_y, foot_x, boxes, straddle
     ``straddle_rows`` (bit i: cell i), their count in ``layer_cells``, and each layer's box of candidate cubes
     (those overlapping a straddling cell) in ``boxes``, from the low-res inside flags of planes z_first ..
     z_stop packed one row (z, y) per int64 (bit x: logit > 0; hence w <= MAX_GRID). Returns False when a
-    logit of those planes is NaN or infinite."""
+    logit of those planes or of the one either side (the gradients read them) is NaN or infinite."""
     d, h, w = logits.shape
     finite = 0
     for z in range(z_first, z_stop + 1):
@@ -138,7 +138,12 @@ def _straddling(logits, z_first, z_stop, inside, foot_y, foot_x, boxes, straddle
                 bits |= (1 if v > 0 else 0) << x
                 finite += v - v == 0  # NaN and infinities give NaN
             inside[z, y] = bits
-    if finite != (z_stop + 1 - z_first) * h * w:
+    for z in (z_first - 1, z_stop + 1):  # the planes either side, read for the gradients
+        if 0 <= z < d:
+            for y in range(h):
+                for x in range(w):
+                    finite += logits[z, y, x] - logits[z, y, x] == 0
+    if finite != (min(z_stop + 1, d - 1) + 1 - max(z_first - 1, 0)) * h * w:
         return False
     cells = (1 << (w - 1)) - 1  # bit i: cell i, between nodes i and i + 1
     for z in range(z_first, z_stop):
@@ -167,7 +172,7 @@ def _straddling(logits, z_first, z_stop, inside, foot_y, foot_x, boxes, straddle
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})  # see _march_cubes
 def _plane(logits, zp, z_first, z_stop, boxes, iy, wy, ix, wx, rows, out):
     """Phase 2: node plane zp of the upsampled field into ``out`` (H, W), over the boxes of the cube layers
     (of z_first .. z_stop - 1) that read it (zp - 2 .. zp + 1: corners and gradient stencils) grown by one
@@ -216,11 +221,24 @@ def _march_layers(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_y, foot_x,
     ``edges`` rows hold an edge's owner corner, other corner and axis (see :func:`_edge_table`); ``row_cells``
     the low-res cell rows over each cube row (:func:`_cells_over`).
     """
+    if not _straddling(logits, z_first, z_stop, inside, foot_y, foot_x, boxes, straddle_rows, layer_cells):
+        return NOT_FINITE, 0, 0, 0, 0
+    return _march_cubes(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_x, row_cells, table, case_edges,
+                        corner_z, corner_flat, edges, corner_x, corner_y, boxes, straddle_rows, rows, planes, vstamp,
+                        vids, verts, norms, faces, seam_keys)
+
+
+# Phases 2-4 assume finite logits (the caller checked every plane they read): fast-math flags that cannot change
+# a finite result (no NaN, no infinity, the sign of a zero ignored: a normal's zero component may lose its
+# sign), never "contract" or "reassoc", which would round differently from the twin.
+@numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})
+def _march_cubes(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_x, row_cells, table, case_edges, corner_z,
+                 corner_flat, edges, corner_x, corner_y, boxes, straddle_rows, rows, planes, vstamp, vids, verts,
+                 norms, faces, seam_keys):
+    """Phases 2-4 of :func:`_march_layers` (after :func:`_straddling`); its arguments and results."""
     d = logits.shape[0]
     big_h, big_w = iy.shape[1], ix.shape[1]
     hw = big_h * big_w
-    if not _straddling(logits, z_first, z_stop, inside, foot_y, foot_x, boxes, straddle_rows, layer_cells):
-        return NOT_FINITE, 0, 0, 0, 0
     ring = planes.reshape(RING, big_h, big_w)
     vstamp[:] = -1
     nv = 0
