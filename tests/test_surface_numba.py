@@ -423,6 +423,25 @@ def test_the_stages_colours_and_frame_mapping_equal_the_two_steps(real_frame, mo
     assert coloured_in_image_frame(Mesh.empty(), crop_image, crop).is_empty
 
 
+def test_colours_fall_back_to_numpy_when_numba_fails_to_compile(real_frame, monkeypatch, caplog):
+    import realtime_vrn.surface._colour_numba as compiled
+    import realtime_vrn.surface.colour as colour
+
+    def broken(*args):
+        raise RuntimeError("LLVM ERROR: out of memory")
+
+    logits, crop_image, crop = real_frame
+    mesh = NumbaSurfaceExtractor(REFINED, threads=1).extract(logits)
+    expected = coloured_in_image_frame(mesh, crop_image, crop)
+    monkeypatch.setattr(colour, "_broken", False)  # restored after the test
+    monkeypatch.setattr(compiled, "colour_and_scale", broken)
+    colour.warm_up()
+    assert "numba fails to compile them (LLVM ERROR: out of memory)" in caplog.text
+    out = coloured_in_image_frame(NumbaSurfaceExtractor(REFINED, threads=1).extract(logits), crop_image, crop)
+    np.testing.assert_array_equal(out.vertices, expected.vertices)
+    np.testing.assert_array_equal(out.colors, expected.colors)
+
+
 def test_a_uniform_crop_shares_the_normals_and_sampling_clips_to_the_crop(real_frame):
     logits, crop_image, crop = real_frame
     mesh = open_extractor(REFINED, "numba").extract(logits)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import numpy as np
@@ -13,6 +14,8 @@ import numpy as np
 from realtime_vrn.contracts import check_image
 
 from .mesh import Mesh
+
+log = logging.getLogger(__name__)
 
 #: Relative difference below which the crop's x, y and z scales count as one (the crop transform read off
 #: three mapped points differs from 1 / scale by float rounding, ~1e-16).
@@ -156,9 +159,30 @@ def coloured_in_image_frame(mesh: Mesh, crop_image: np.ndarray, crop: InverseCro
     return _to_image_frame(mesh, crop, crop_image)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the loop of :func:`coloured_in_image_frame` now, at start-up, not on
+    the first frame. Without numba, or if it fails to compile, the NumPy route is used (a warning says why)."""
+    global _broken
+    compiled = _compiled()
+    if compiled is None:
+        return
+    try:
+        compiled.colour_and_scale(np.zeros((1, 3), np.float32), np.zeros((2, 2, 3), np.uint8), np.ones(3, np.float32),
+                                  np.zeros(3, np.float32), np.empty((1, 3), np.uint8), np.empty((1, 3), np.float32))
+    except Exception as err:  # noqa: BLE001 - a broken numba or llvmlite: the NumPy route gives the same result
+        log.warning("colours and frame mapping run in NumPy: numba fails to compile them (%s)", err)
+        _broken = True
+
+
+#: Set when the compiled loop failed at warm-up: the NumPy route from then on.
+_broken = False
+
+
 def _compiled():
-    """The compiled loop (:mod:`realtime_vrn.surface._colour_numba`), or None where numba does not import (the
-    NumPy route then gives the same result)."""
+    """The compiled loop (:mod:`realtime_vrn.surface._colour_numba`), or None where numba does not import or
+    failed to compile it (the NumPy route then gives the same result)."""
+    if _broken:
+        return None
     try:
         from . import _colour_numba
     except ImportError:
