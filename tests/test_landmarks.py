@@ -412,3 +412,31 @@ def test_video_tracker_follows_one_face_and_counts_faces_periodically(face_photo
             sides.append(box_side(found.points68))
         assert sides[-1] > 150 and found.n_faces == 2  # the larger (left) face, after the census
         assert found.points68[:, 0].mean() < 480
+
+
+def test_solutions_landmarks_read_from_the_wire_equal_the_messages(face_photos):
+    """landmark_array reads Face Mesh's landmark list from its wire format in one pass: the very values of the
+    message-by-message read, and that read whenever a landmark holds other fields than exactly x, y, z."""
+    from mediapipe.framework.formats import landmark_pb2
+    from mediapipe.python.solutions import face_mesh
+
+    photo = next(p for p in face_photos if p.name == "asj.jpg")
+    image = np.ascontiguousarray(cv2.imread(str(photo))[:, :, ::-1])
+    with face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+        face = mesh.process(image).multi_face_landmarks[0]
+
+    def one_by_one(landmarks):
+        return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
+
+    expected = one_by_one(face)
+    assert expected.shape == (478, 3) and len(face.SerializeToString()) == 478 * 17  # the one-pass layout
+    np.testing.assert_array_equal(mediapipe_solutions.landmark_array(face), expected)
+    face.landmark[5].visibility = 0.5  # one landmark longer than the others
+    np.testing.assert_array_equal(mediapipe_solutions.landmark_array(face), expected)
+    short = landmark_pb2.NormalizedLandmarkList()
+    for k in range(17):  # x and y only: 17 x 12 bytes, a multiple of 17 bytes that is not the one-pass layout
+        short.landmark.add(x=k / 17, y=0.5)
+    assert len(short.SerializeToString()) % 17 == 0
+    got = mediapipe_solutions.landmark_array(short)
+    np.testing.assert_array_equal(got, one_by_one(short))
+    assert (got[:, 2] == 0).all() and got[16, 0] == np.float32(16 / 17)

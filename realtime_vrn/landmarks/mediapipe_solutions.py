@@ -25,6 +25,12 @@ MIN_TRACKING_CONFIDENCE = 0.5
 #: The model the Solutions API loads for ``refine_landmarks=True`` (478 points), relative to the package.
 _BUNDLED_MODEL = Path("modules", "face_landmark", "face_landmark_with_attention.tflite")
 _INSTALL_HINT = "pip install mediapipe==0.10.21 (Python <= 3.12)"
+#: One ``NormalizedLandmark`` on the wire when it holds x, y and z and nothing else (Face Mesh's output): the
+#: field tag and length of the submessage, then each float's tag and its 4 little-endian bytes.
+_LANDMARK_RECORD = np.dtype([("head", "u1", 3), ("x", "<f4"), ("tag_y", "u1"), ("y", "<f4"), ("tag_z", "u1"),
+                             ("z", "<f4")])
+_LANDMARK_HEAD = np.array([0x0A, 0x0F, 0x0D], np.uint8)  # field 1 (landmark), 15 bytes; field 1 (x), fixed32
+_TAG_Y, _TAG_Z = 0x15, 0x1D  # fields 2 (y) and 3 (z), fixed32
 
 
 def probe() -> str | None:
@@ -66,13 +72,25 @@ class MediaPipeSolutionsBackend(FaceMeshBackend):
         result = self._mesh.process(image_rgb)
         faces = result.multi_face_landmarks or []
         height, width = image_rgb.shape[:2]
-        return [normalized_to_pixels(np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64),
-                                     width, height) for face in faces]
+        return [normalized_to_pixels(landmark_array(face), width, height) for face in faces]
 
     def close(self) -> None:
         mesh, self._mesh = self._mesh, None
         if mesh is not None:
             mesh.close()
+
+
+def landmark_array(face: Any) -> np.ndarray:
+    """(N, 3) float64 normalised x, y, z of a ``NormalizedLandmarkList``: the values of
+    ``[(p.x, p.y, p.z) for p in face.landmark]``, read from its wire format in one NumPy pass when every landmark
+    holds exactly x, y and z (as Face Mesh returns them: 0.01 ms for 478 points instead of 0.25 ms), else one
+    message at a time."""
+    data = face.SerializeToString()
+    if len(data) % _LANDMARK_RECORD.itemsize == 0:
+        rec = np.frombuffer(data, _LANDMARK_RECORD)
+        if (rec["head"] == _LANDMARK_HEAD).all() and (rec["tag_y"] == _TAG_Y).all() and (rec["tag_z"] == _TAG_Z).all():
+            return np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float64)
+    return np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
 
 
 register_backend(MediaPipeSolutionsBackend.name, MediaPipeSolutionsBackend, priority=20, probe=probe)
