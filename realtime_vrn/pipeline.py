@@ -332,6 +332,7 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
     from realtime_vrn.weights.registry import resolve_weights
 
     check_run_paths(config, _inputs(config))  # before anything loads: never overwrite an input
+    _check_sources(config)  # a missing video or image folder: one line now, not after the models load
     weights = resolve_weights(config.model, config.weights)  # before any device is opened: fail fast
     cfg = read_checkpoint_header(weights).cfg
     summary = RunSummary(model=str(weights), rss_start_mb=rss_mb())
@@ -344,6 +345,17 @@ def run(config: RunConfig, on_frame: Callable[[Reconstruction], None] | None = N
         _run_loop(config, cfg, backend, extractor, summary, on_frame)
     summary.rss_end_mb = rss_mb()
     return summary
+
+
+def _check_sources(config: RunConfig) -> None:
+    """SourceError for a --video that is not a file or an --image path without images, as opening them would."""
+    from realtime_vrn.sources.images import list_images
+    from realtime_vrn.sources.video import check_video_path
+
+    if config.video is not None:
+        check_video_path(Path(config.video))
+    if config.image is not None:
+        list_images(Path(config.image))
 
 
 def _inputs(config: RunConfig) -> dict[str, Path]:

@@ -272,3 +272,16 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_models_load(clip
                  "--headless", "--max-frames", "2", "--no-progress"])
     assert code == 2
     assert f"{flag}: cannot write into folder /proc" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("flag, name, message", [("--video", "missing.mp4", "video file not found"),
+                                                 ("--video", "", "is a folder, not a video file"),
+                                                 ("--image", "missing", "image path not found"),
+                                                 ("--image", "", "no images")])
+def test_a_missing_input_is_refused_before_the_models_load(tmp_path, capsys, flag, name, message):
+    """The weights named here do not exist: the input's error comes first, so it is found before anything loads
+    (it came after the network and the surface had opened, ~3 s)."""
+    code = main([flag, str(tmp_path / name), "--weights", str(tmp_path / "missing.safetensors"), "--headless",
+                 "--max-frames", "2", "--no-progress"])
+    assert code == 2
+    assert message in _error_line(capsys)

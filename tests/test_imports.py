@@ -150,3 +150,13 @@ def test_entry_modules_import_without_the_stages(name):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_the_help_and_the_parser_load_no_torch():
+    """``realtime-vrn --help`` (and any argument error) answers without importing torch (~1.5 s here): the
+    parser's modules import the weights registry, which needs torch, only inside the commands."""
+    code = ("import sys\nfrom realtime_vrn.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "usage: realtime-vrn" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr[-3000:]

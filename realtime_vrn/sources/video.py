@@ -50,6 +50,15 @@ FRAME_COUNT_SLACK_FRACTION = 0.01
 QUEUE_POLL_S = 0.05
 
 
+def check_video_path(path: Path) -> None:
+    """SourceError unless ``path`` is an existing file: what opening a video checks first (and what a run checks
+    before its models load)."""
+    if not path.exists():
+        raise SourceError(f"video file not found: {path}")
+    if path.is_dir():
+        raise SourceError(f"{path} is a folder, not a video file; use --image for a folder of images")
+
+
 @dataclass(frozen=True)
 class _Decoded:
     image: np.ndarray  # (H, W, 3) uint8 RGB
@@ -93,10 +102,7 @@ class VideoFileSource(FrameSource):
 
     def _open(self) -> None:
         cv2 = _cv2()
-        if not self.path.exists():
-            raise SourceError(f"video file not found: {self.path}")
-        if self.path.is_dir():
-            raise SourceError(f"{self.path} is a folder, not a video file; use --image for a folder of images")
+        check_video_path(self.path)
         self._cap = self._capture_factory(str(self.path))
         if not self._cap.isOpened():
             raise SourceError(_unreadable_message(self.path))

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 from realtime_vrn.weights.download import download
-from realtime_vrn.weights.registry import home_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,8 @@ MANUAL_HINT = (
 
 def downloads_dir() -> Path:
     """Where fetched source files are kept: ``home_dir()/downloads`` (user cache; never the package)."""
+    from realtime_vrn.weights.registry import home_dir  # here: the registry imports torch, the parser must not
+
     return home_dir() / "downloads"
 
 
