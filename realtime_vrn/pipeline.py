@@ -26,7 +26,7 @@ from realtime_vrn.model.guidance import mediapipe_in_crop, network_input, uses_m
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.smoothing import LogitSmoother
 from realtime_vrn.bench.timing import LatencyStats
-from realtime_vrn.surface.colour import coloured_in_image_frame
+from realtime_vrn.surface.colour import coloured_in_image_frame, warm_up as warm_up_colours
 from realtime_vrn.surface.fusion import DepthFusion
 from realtime_vrn.surface.extract import SurfaceExtractor
 from realtime_vrn.surface.mesh import Mesh
@@ -120,6 +120,7 @@ class Reconstructor:
         self.fusion = fusion if fusion is not None and fusion.weight > 0 else None
         self.on_device = self.extractor.on_device
         self.stats = stats or LatencyStats()
+        warm_up_colours()  # the surface stage's last step compiled now, not on the first frame
 
     def process(self, frame: Any) -> Reconstruction:
         """frame: a sources.Frame (image (H, W, 3) uint8 RGB, timestamp). Never raises for a missing face."""

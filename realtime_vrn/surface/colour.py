@@ -101,20 +101,19 @@ def _to_image_frame(mesh: Mesh, crop: InverseCrop, crop_image: np.ndarray | None
         mesh.colors = np.empty(v.shape, np.uint8)
         compiled.colour_and_scale(v, np.ascontiguousarray(image), np.array([a, d, 1.0 / scale], np.float32),
                                   np.array([offset[0], offset[1], 0.0], np.float32), mesh.colors, vertices)
-    elif b == 0 and c == 0:  # no rotation or shear (the crop's case): each column scaled and shifted in place
-        if crop_image is not None:
-            mesh.colors = sample_colours(mesh, crop_image)
-        # (column by column: numpy's (V, 3) x (3,) broadcast runs a 3-long inner loop per row, ~5x slower)
-        for k, (factor, shift) in enumerate(((a, offset[0]), (d, offset[1]), (1.0 / scale, 0.0))):
-            np.multiply(v[:, k], np.float32(factor), out=vertices[:, k])
-            if shift:
-                np.add(vertices[:, k], np.float32(shift), out=vertices[:, k])
     else:
         if crop_image is not None:
             mesh.colors = sample_colours(mesh, crop_image)
-        vertices[:, 0] = a * v[:, 0] + b * v[:, 1] + offset[0]
-        vertices[:, 1] = c * v[:, 0] + d * v[:, 1] + offset[1]
-        vertices[:, 2] = v[:, 2] / scale
+        if b == 0 and c == 0:  # no rotation or shear (the crop's case): each column scaled and shifted in place
+            # (column by column: numpy's (V, 3) x (3,) broadcast runs a 3-long inner loop per row, ~5x slower)
+            for k, (factor, shift) in enumerate(((a, offset[0]), (d, offset[1]), (1.0 / scale, 0.0))):
+                np.multiply(v[:, k], np.float32(factor), out=vertices[:, k])
+                if shift:
+                    np.add(vertices[:, k], np.float32(shift), out=vertices[:, k])
+        else:
+            vertices[:, 0] = a * v[:, 0] + b * v[:, 1] + offset[0]
+            vertices[:, 1] = c * v[:, 0] + d * v[:, 1] + offset[1]
+            vertices[:, 2] = v[:, 2] / scale
     return Mesh(
         vertices=vertices,
         faces=mesh.faces if det > 0 else np.ascontiguousarray(mesh.faces[:, ::-1]),

@@ -239,9 +239,6 @@ class SurfaceExtractor:
     name = "skimage"
     on_device = False  # takes host logits (the SurfaceStage protocol, surface/extractors.py)
 
-    def describe(self) -> str:
-        return "skimage marching cubes"
-
     def __init__(self, cfg: VRNConfig) -> None:
         self.cfg = cfg
         self.size = cfg.input_size
@@ -265,6 +262,9 @@ class SurfaceExtractor:
     def asarray(self, logits) -> np.ndarray:
         """The host array :meth:`extract` takes (the SurfaceStage protocol)."""
         return np.asarray(logits)
+
+    def describe(self) -> str:
+        return "skimage marching cubes"
 
     def extract(self, logits) -> Mesh:
         """logits: (D, h, w) float32 (a (1, D, h, w) batch of one is accepted), ordered (z, y, x), finite.

@@ -91,8 +91,7 @@ def open_extractor(cfg: VRNConfig, name: str = "auto") -> SurfaceStage:
 def open_surface(kind: str, cfg: VRNConfig, backend: "Backend") -> SurfaceStage:
     """The surface stage for ``backend``'s logits: a warmed-up CPU extractor (:func:`open_extractor`) or a
     :class:`~realtime_vrn.surface.gpu.extractor.DeviceSurfaceExtractor` (GPU). ``kind``: auto, cpu (the fastest
-    CPU extractor), cuda, or a CPU extractor's name. The stage's last step (colours and frame mapping,
-    :func:`~realtime_vrn.surface.colour.coloured_in_image_frame`) is compiled here too.
+    CPU extractor), cuda, or a CPU extractor's name.
 
     ``"auto"`` takes the GPU one when the backend keeps its logits on the GPU and CuPy works, the fastest CPU
     one otherwise; ``"cuda"`` insists; ``"cpu"`` or a CPU extractor's name (``"numba"``, ``"skimage"``) never
@@ -100,9 +99,6 @@ def open_surface(kind: str, cfg: VRNConfig, backend: "Backend") -> SurfaceStage:
     """
     if kind not in SURFACE_KINDS:
         raise ConfigError(f"unknown surface stage {kind!r}; choose one of: {', '.join(SURFACE_KINDS)}")
-    from .colour import warm_up
-
-    warm_up()
     on_device = backend.outputs_on_device
     if kind in EXTRACTORS:
         return _cpu(cfg, kind)
