@@ -143,7 +143,7 @@ def fuse_depth(mesh: Mesh, mediapipe_crop: np.ndarray, size: int, weight: float 
     gy, gx = np.gradient(field)  # per pixel: the map's Jacobian carries the normals (module docstring)
     vertices, normals = np.empty_like(mesh.vertices), np.empty_like(mesh.normals)
     _kernels().move_along_z(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.normals),
-                 np.dstack([field, gx, gy]).astype(np.float32, copy=False), vertices, normals)
+                            np.dstack([field, gx, gy]).astype(np.float32, copy=False), vertices, normals)
     return Mesh(vertices=vertices, faces=mesh.faces, normals=normals, colors=mesh.colors, frame="crop")
 
 
