@@ -31,6 +31,7 @@ once, bicubic (OpenCV's a = -0.75 kernel, MATLAB's is a = -0.5), without antiali
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,9 +63,9 @@ class CropTransform:
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise ValueError(f"crop size must be an int >= 1, got {self.size!r}")
-        if not (np.isfinite(self.scale) and self.scale > 0):
+        if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"crop scale must be finite and > 0, got {self.scale!r}")
-        if len(self.centre) != 2 or not np.all(np.isfinite(self.centre)):
+        if len(self.centre) != 2 or not all(math.isfinite(c) for c in self.centre):
             raise ValueError(f"crop centre must be two finite numbers, got {self.centre!r}")
         object.__setattr__(self, "centre", (float(self.centre[0]), float(self.centre[1])))
         object.__setattr__(self, "scale", float(self.scale))
@@ -81,15 +82,15 @@ class CropTransform:
         points = np.asarray(points68, dtype=np.float64)
         if points.shape != (68, 2):
             raise ValueError(f"expected (68, 2) landmarks in frame pixels, got shape {points.shape}")
-        if not np.all(np.isfinite(points)):
+        (x0, y0), (x1, y1) = points.min(axis=0).tolist(), points.max(axis=0).tolist()
+        if not all(map(math.isfinite, (x0, y0, x1, y1))):  # NaN propagates to both, an infinity to one
             raise ValueError("landmarks contain NaN or infinite values")
-        width, height = points.max(axis=0) - points.min(axis=0)
+        width, height = x1 - x0, y1 - y0
         if width <= 0 or height <= 0:
             raise ValueError(f"the landmark box has zero area ({width:g} x {height:g} px)")
-        scale = TARGET_BOX_SIDE * size / CROP_SIZE / np.sqrt(width * height)
-        mean = points.mean(axis=0)
-        centre = (mean[0] + MATLAB_CENTRE_OFFSET, mean[1] + MATLAB_CENTRE_OFFSET)
-        return cls(centre=centre, scale=scale, size=size)
+        scale = TARGET_BOX_SIDE * size / CROP_SIZE / math.sqrt(width * height)
+        mean_x, mean_y = points.mean(axis=0).tolist()
+        return cls(centre=(mean_x + MATLAB_CENTRE_OFFSET, mean_y + MATLAB_CENTRE_OFFSET), scale=scale, size=size)
 
     @property
     def c0(self) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 
 from realtime_vrn.config import RunConfig
 from realtime_vrn.crop import CropTransform
-from realtime_vrn.model.guidance import mediapipe_in_crop, network_input, uses_mediapipe_depth
+from realtime_vrn.model.guidance import NetworkInputs, mediapipe_in_crop, uses_mediapipe_depth
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.smoothing import LogitSmoother
 from realtime_vrn.bench.timing import LatencyStats
@@ -120,6 +120,7 @@ class Reconstructor:
         self.fusion = fusion if fusion is not None and fusion.weight > 0 else None
         self.on_device = self.extractor.on_device
         self.stats = stats or LatencyStats()
+        self.inputs = NetworkInputs(cfg)  # the network input's arrays, reused frame after frame
         warm_up_colours()  # the surface stage's last step compiled now, not on the first frame
 
     def process(self, frame: Any) -> Reconstruction:
@@ -156,7 +157,7 @@ class Reconstructor:
         rec.crop_image = rec.crop.warp(rec.frame.image)
         points_crop = rec.crop.to_crop(rec.landmarks.points68) if self.cfg.guided else None
         mp_crop = mediapipe_in_crop(rec.landmarks.points, rec.crop) if uses_mediapipe_depth(self.cfg) else None
-        rec.batch = network_input(rec.crop_image, self.cfg, points_crop, mp_crop)
+        rec.batch = self.inputs.build(rec.crop_image, points_crop, mp_crop)
         return rec
 
     def finish(self, rec: Reconstruction) -> Reconstruction:
@@ -189,8 +190,9 @@ class Reconstructor:
         with self.stats.time("network", t):
             # on the GPU the logits stay there: a CuPy view of the backend's output
             out = self.backend.infer_device(rec.batch) if self.on_device else self.backend.infer(rec.batch)
-            logits = self.extractor.asarray(out)[0]
+            self.inputs.release(rec.batch)  # every backend has read (or copied) its host input when it returns
             rec.batch = None
+            logits = self.extractor.asarray(out)[0]
             if smoother is not None:
                 logits = smoother(logits, rec.crop)
             rec.logits = logits

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from realtime_vrn.crop import CropTransform
-from realtime_vrn.model.guidance import (MP_DEPTH_CHANNELS, landmark_heatmaps, mediapipe_depth_map,
-                                         mediapipe_in_crop, network_input, uses_mediapipe_depth)
+from realtime_vrn.model.guidance import (MP_DEPTH_CHANNELS, NetworkInputs, landmark_heatmaps,
+                                         mediapipe_depth_map, mediapipe_in_crop, network_input,
+                                         uses_mediapipe_depth)
 from realtime_vrn.model.network import VRN, VRNConfig
 
 SIZE = 96
@@ -171,14 +172,56 @@ def test_heatmaps_are_the_full_gaussians_within_their_windows():
 
 
 def test_heatmaps_without_numba_are_the_same_maps(monkeypatch):
-    """The compiled window loop and the NumPy loop it replaces (kept for a machine where numba does not import)
-    write the same values, bit for bit."""
+    """The compiled pass and the NumPy route it replaces (kept for a machine where numba does not import) write
+    the same windows (every zero where the other has one) and the same values to float32 rounding (their exp
+    may differ in the last bit: at most 3 units of the last place of a product of two exps)."""
     import realtime_vrn.model.guidance as guidance
 
-    assert guidance._write_windows is not None  # numba is a dependency: the compiled loop is what runs
+    assert guidance._compiled_heatmaps is not None  # numba is a dependency: the compiled loop is what runs
     rng = np.random.default_rng(5)
     points = rng.uniform(-12, 108, (68, 2)).astype(np.float32)
     points[4] = (np.inf, 3.0)
+    points[5] = (np.nan, np.nan)
+    points[6] = (3e30, -3e30)  # far beyond any window, and beyond int64
+    points[7] = (95.5, 0.5)  # halves: rounded to even, as np.rint
     compiled = landmark_heatmaps(points, 96)
-    monkeypatch.setattr(guidance, "_write_windows", None)
-    np.testing.assert_array_equal(landmark_heatmaps(points, 96, out=np.full((68, 96, 96), 7.0, np.float32)), compiled)
+    monkeypatch.setattr(guidance, "_compiled_heatmaps", None)
+    reference = landmark_heatmaps(points, 96, out=np.full((68, 96, 96), 7.0, np.float32))
+    np.testing.assert_array_equal(compiled == 0, reference == 0)
+    np.testing.assert_allclose(compiled, reference, rtol=4e-7, atol=0)
+    assert not compiled[4:7].any()
+    # (95.5, 0.5) rounds to pixel (96, 0): its window is x >= 96 - 7 (radius 6 sigma + 1 px at sigma 1)
+    assert compiled[7, 0, 89:].all() and not compiled[7, 0, :89].any()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_reused_network_inputs_equal_fresh_ones(monkeypatch, portrait, compiled):
+    """NetworkInputs reuses a released array, clearing only its previous heatmap windows: over a stream of a
+    real face's landmarks and awkward ones (moving, off the crop, not finite) every input equals
+    network_input's, bit for bit, and the same array comes back once released (none while it is lent)."""
+    import realtime_vrn.model.guidance as guidance
+
+    if not compiled:
+        monkeypatch.setattr(guidance, "_compiled_heatmaps", None)
+    rgb, lm, crop = portrait
+    cfg = VRNConfig(input_size=SIZE, in_channels=3 + 68)
+    inputs = NetworkInputs(cfg)
+    image = crop.warp(rgb)
+    base = crop.to_crop(lm.points68)
+    streams = [base, base + 1.7, base * 0.5, np.full((68, 2), -500.0), base[::-1].copy(), base + 40.0]
+    streams[4][3] = np.nan
+    first = None
+    for i, points in enumerate(streams):
+        batch = inputs.build(image, points)
+        if first is None:
+            first = batch
+        else:
+            assert batch is first  # released last time: reused
+        np.testing.assert_array_equal(batch, network_input(image, cfg, points))
+        other = inputs.build(255 - image, points + 3.0)  # a second one while the first is lent
+        assert other is not batch
+        np.testing.assert_array_equal(other, network_input(255 - image, cfg, points + 3.0))
+        inputs.release(other)
+        inputs.release(batch)
+    inputs.release(first)  # a second release of the same array changes nothing
+    assert inputs.build(image, base) is first
