@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -87,6 +89,18 @@ def test_prefetch_gives_the_same_frames_and_stops_cleanly(demo_clip):
     assert [f.index for f in got] == list(range(20))
     for frame, image in zip(got, expected):
         np.testing.assert_array_equal(frame.image, image)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_prefetch_decodes_at_a_lower_priority(demo_clip):
+    """The prefetch thread decodes at DECODE_NICE above the process (in the time the pipeline leaves idle);
+    the consumer's thread keeps its priority."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with open_source(video=demo_clip, prefetch=2) as source:
+        next(source)
+        decoder = os.getpriority(os.PRIO_PROCESS, source._thread.native_id)
+    assert decoder == min(own + video_module.DECODE_NICE, 19) and (decoder > own or own == 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
 
 
 def test_prefetch_reads_to_the_end(small_avi):
