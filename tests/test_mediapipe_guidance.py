@@ -3,6 +3,8 @@ channel, the training items built from them, and the 71 -> 72 channel warm start
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -225,3 +227,9 @@ def test_reused_network_inputs_equal_fresh_ones(monkeypatch, portrait, compiled)
         inputs.release(batch)
     inputs.release(first)  # a second release of the same array changes nothing
     assert inputs.build(image, base) is first
+    del batch, other  # the test's own references (other is still in the pool, free)
+    dropped = [weakref.ref(inputs.build(image, base)) for _ in range(3 * NetworkInputs.KEEP)]  # never released
+    assert all(ref() is None for ref in dropped)  # not kept alive by the pool
+    for _ in range(3 * NetworkInputs.KEEP):
+        inputs.build(image, base)
+    assert len(inputs._lent) <= 4 * NetworkInputs.KEEP + 1  # nor their records

@@ -52,7 +52,7 @@ FRAME_COUNT_SLACK_FRACTION = 0.01
 QUEUE_POLL_S = 0.05
 #: Scheduling priority (nice) of the prefetch thread on Linux: it decodes in the time the pipeline leaves
 #: idle instead of competing with MediaPipe when a frame is taken (measured on 2 cores: MediaPipe's call
-#: 4.1-4.3 -> 3.8-4.0 ms a frame, the pipeline's FPS unchanged or higher); 10, not 19, so that it still gets
+#: 4.1-4.3 -> 3.8-4.1 ms a frame, the pipeline's FPS unchanged or higher); 10, not 19, so that it still gets
 #: about a tenth of a core when other programs keep the CPU busy.
 DECODE_NICE = 10
 
