@@ -450,3 +450,23 @@ def test_a_uniform_crop_shares_the_normals_and_sampling_clips_to_the_crop(real_f
     edge = Mesh(np.float32([[-0.4, 95.4, 0], [95.49, -0.2, 0]]), np.zeros((0, 3), np.int32),
                 np.zeros((2, 3), np.float32))
     np.testing.assert_array_equal(sample_colours(edge, crop_image), crop_image[[95, 0], [0, 95]])
+
+
+def test_bit_counts_match_python_arithmetic():
+    """The kernel's bit counts (LLVM's cttz / ctlz / ctpop through numba) against Python's integers, on the
+    masks it feeds them: non-zero int64 below 2^62 (a row of at most 62 cells), edges and random ones."""
+    import numba
+
+    from realtime_vrn.surface._bits import leading_zeros, popcount, trailing_zeros
+
+    @numba.njit
+    def counts(values):
+        out = np.empty((len(values), 3), np.int64)
+        for n in range(len(values)):
+            out[n, 0], out[n, 1], out[n, 2] = trailing_zeros(values[n]), leading_zeros(values[n]), popcount(values[n])
+        return out
+
+    rng = np.random.default_rng(3)
+    values = np.array([1, 2, 3, 1 << 61, (1 << 62) - 1, 0b1011000, *rng.integers(1, 1 << 62, 200)], np.int64)
+    expected = [((v & -v).bit_length() - 1, 64 - v.bit_length(), bin(v).count("1")) for v in map(int, values)]
+    np.testing.assert_array_equal(counts(values), np.array(expected))

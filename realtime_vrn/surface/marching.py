@@ -49,6 +49,7 @@ from realtime_vrn.surface.gpu.mc_tables import CORNER_OFFSETS, EDGE_AXIS, EDGE_C
 from realtime_vrn.surface.gpu.mc_twin import linear_tables
 from realtime_vrn.model.network import VRNConfig
 
+from ._bits import leading_zeros, popcount, trailing_zeros
 from .mesh import Mesh
 
 #: Crop-frame z per depth index (the VRN volumes are twice as deep in z as in x and y).
@@ -156,15 +157,8 @@ def _straddling(logits, z_first, z_stop, inside, foot_y, foot_x, boxes, straddle
             straddle_rows[z, j] = straddle
             if straddle == 0:
                 continue
-            bits = straddle
-            while bits:
-                bits &= bits - 1
-                layer_cells[z] += 1
-            first, last = 0, w - 2
-            while not (straddle >> first) & 1:
-                first += 1
-            while not (straddle >> last) & 1:
-                last -= 1
+            layer_cells[z] += popcount(straddle)
+            first, last = trailing_zeros(straddle), 63 - leading_zeros(straddle)  # the row's first and last cell
             boxes[z, Y0] = min(boxes[z, Y0], foot_y[0, j])
             boxes[z, Y1] = max(boxes[z, Y1], foot_y[1, j])
             boxes[z, X0] = min(boxes[z, X0], foot_x[0, first])  # footprints never decrease along x
@@ -267,17 +261,12 @@ def _march_cubes(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_x, row_cell
             n00, n10 = base0 + y * big_w, base0 + (y + 1) * big_w
             n01, n11 = base1 + y * big_w, base1 + (y + 1) * big_w
             done = -1  # the last cube column marched in this row
-            i = 0
             while mask != 0:  # each run of consecutive straddling cells i..k: the cubes their footprints cover
-                while not (mask >> i) & 1:
-                    i += 1
-                k = i
-                while (mask >> (k + 1)) & 1:
-                    k += 1
+                i = trailing_zeros(mask)
+                k = i + trailing_zeros(~(mask >> i)) - 1  # mask < 2^62: its complement has a zero bit above i
                 mask &= ~((np.int64(2) << k) - 1)
                 xa, xb = max(foot_x[0, i], done + 1), foot_x[1, k]  # footprints never decrease along x
                 done = xb
-                i = k + 1
                 for x in range(xa, xb + 2):  # corners 0, 3, 4, 7 on the low-x side; 1, 2, 5, 6 on the high-x side
                     a = 1 if planes[n00 + x] > 0 else 0
                     b = 1 if planes[n10 + x] > 0 else 0
