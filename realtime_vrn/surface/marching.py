@@ -241,8 +241,6 @@ def _march_cubes(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_x, row_cell
     n_seam = 0
     local = np.empty(12, np.int32)  # vertex id per edge of the current cube
     grad = np.empty((2, 3), np.float32)
-    low_x = np.empty(big_w, np.int64)  # a node column's inside bits as the corners of the cube on its +x side
-    high_x = np.empty(big_w, np.int64)  # ... and of the cube on its -x side
     next_plane = 0
     for z in range(z_first, z_stop):
         if boxes[z, Y1] < boxes[z, Y0]:  # no straddling low-res cell in this layer
@@ -267,15 +265,18 @@ def _march_cubes(z_first, z_stop, seam, logits, iy, wy, ix, wx, foot_x, row_cell
                 mask &= ~((np.int64(2) << k) - 1)
                 xa, xb = max(foot_x[0, i], done + 1), foot_x[1, k]  # footprints never decrease along x
                 done = xb
-                for x in range(xa, xb + 2):  # corners 0, 3, 4, 7 on the low-x side; 1, 2, 5, 6 on the high-x side
-                    a = 1 if planes[n00 + x] > 0 else 0
-                    b = 1 if planes[n10 + x] > 0 else 0
-                    c = 1 if planes[n01 + x] > 0 else 0
-                    e = 1 if planes[n11 + x] > 0 else 0
-                    low_x[x] = a | (b << 3) | (c << 4) | (e << 7)
-                    high_x[x] = (a << 1) | (b << 2) | (c << 5) | (e << 6)
+                a = 1 if planes[n00 + xa] > 0 else 0  # the node column on the cube's low-x side
+                b = 1 if planes[n10 + xa] > 0 else 0
+                c = 1 if planes[n01 + xa] > 0 else 0
+                e = 1 if planes[n11 + xa] > 0 else 0
+                low = a | (b << 3) | (c << 4) | (e << 7)  # corners 0, 3, 4, 7
                 for x in range(xa, xb + 1):
-                    case = low_x[x] | high_x[x + 1]
+                    a = 1 if planes[n00 + x + 1] > 0 else 0  # the high-x side: corners 1, 2, 5, 6
+                    b = 1 if planes[n10 + x + 1] > 0 else 0
+                    c = 1 if planes[n01 + x + 1] > 0 else 0
+                    e = 1 if planes[n11 + x + 1] > 0 else 0
+                    case = low | (a << 1) | (b << 2) | (c << 5) | (e << 6)
+                    low = a | (b << 3) | (c << 4) | (e << 7)
                     if case == 0 or case == 255:
                         continue
                     r = y * big_w + x
