@@ -228,6 +228,26 @@ def test_benchmark_times_mediapipe_alone_on_the_same_frames(plane_checkpoint, de
     assert paced["frames"] == 6 and paced["fps"] < 1 / 0.05 and paced["landmarks"]["count"] == 6
 
 
+def test_benchmark_states_the_front_half_over_mediapipe_in_the_same_run(plane_checkpoint, demo_clip, capsys):
+    """Issue 14's ratio: landmarks + crop over the landmarks stage of the same pipeline run (its "9.6 vs 6.8
+    ms"), beside the separate MediaPipe-only pass."""
+    from realtime_vrn.bench.run import TARGETS, run_benchmark
+
+    config = RunConfig(video=demo_clip, weights=plane_checkpoint, max_frames=8, headless=True,
+                       progress=False).validate()
+    result = run_benchmark(config, surface_runs=1)
+    stages, front = result["pipeline"]["stages"], result["front_half"]
+    assert front["landmarks_median_ms"] == stages["landmarks"]["median_ms"]
+    assert front["landmarks+crop_median_ms"] == stages["landmarks+crop"]["median_ms"]
+    # every frame has a face: each frame's landmarks + crop exceeds its landmarks, and so does the median
+    assert result["pipeline"]["frames_without_face"] == 0
+    assert front["landmarks+crop_over_landmarks"] == pytest.approx(
+        front["landmarks+crop_median_ms"] / front["landmarks_median_ms"], rel=1e-12)
+    assert front["landmarks+crop_over_landmarks"] > 1.0
+    assert result["mediapipe_only"]["frames"] == 8 and result["targets"] == TARGETS
+    assert "MediaPipe's own time in this run" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("backend_name", ["onnxruntime", "openvino", "torch"])
 def test_a_guided_model_gets_the_heatmaps_of_the_tracked_points(backend_name, tmp_path, astronaut):
     """Plumbing: a guided network whose output reads only its heatmap channels. Its stem sees channel 3 + k =

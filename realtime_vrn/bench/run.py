@@ -26,7 +26,12 @@ SURFACE_SAMPLES = 8
 FULL_GRID = (200, 48, 48)
 #: Issue targets, reported next to the measurements (pass / fail is for the reader, never asserted in tests).
 TARGETS = {
-    "landmarks+crop_over_mediapipe_only": 1.2,  # issue 14: the front half's median over MediaPipe's alone
+    # issue 14: the front half (MediaPipe, crop, network input) over MediaPipe's own time per frame in the same
+    # run, the landmarks stage ("today 9.6 vs 6.8 ms": both figures of one pipeline run)
+    "landmarks+crop_over_landmarks": 1.2,
+    # the stricter reading, against a separate MediaPipe-only pass, whose call is faster back to back than
+    # between other work (docs/benchmarks.md); reported next to it
+    "landmarks+crop_over_mediapipe_only": 1.2,
     "pipeline_fps_over_mediapipe_only": 0.25,
     "surface_speedup_vs_skimage": 10.0,  # issue 14: the whole stage (iso-surface, colours, frame mapping)
     "surface_distance_voxels": 0.5,
@@ -56,10 +61,16 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
     summary = run(config, on_frame=keep)
     result: dict[str, Any] = {"pipeline": asdict(summary)}
     lc = summary.stages.get("landmarks+crop", {}).get("median_ms")
+    lm = summary.stages.get("landmarks", {}).get("median_ms")
+    result["front_half"] = {"landmarks_median_ms": lm, "landmarks+crop_median_ms": lc,
+                            "landmarks+crop_over_landmarks": lc / lm if lc is not None and lm else None}
     print(f"pipeline: {summary.fps:.1f} FPS over {summary.frames} frames ({summary.frames_without_face} without "
-          f"a face); landmarks+crop median {lc if lc is None else round(lc, 2)} ms; "
-          f"RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {WARM_FRAMES} frames, "
-          f"{summary.rss_end_mb:.0f} at the end")
+          f"a face); RSS {summary.rss_start_mb:.0f} MiB at start, {summary.rss_warm_mb:.0f} after {WARM_FRAMES} "
+          f"frames, {summary.rss_end_mb:.0f} at the end")
+    if lc is not None and lm:
+        print(f"front half: landmarks+crop median {lc:.2f} ms / landmarks (MediaPipe's own time in this run) "
+              f"{lm:.2f} ms = {_ratio(result['front_half']['landmarks+crop_over_landmarks'])} (issue 14 target "
+              f"<= 1.2)")
     result["mediapipe_only"] = _mediapipe_only(config, summary.frames)
     if "fps" in result["mediapipe_only"]:
         mp = result["mediapipe_only"]
@@ -69,7 +80,8 @@ def run_benchmark(config: RunConfig, backends: str = "", surface_runs: int = 20,
         print(f"MediaPipe alone on the same frames: {mp['fps']:.1f} FPS (landmarks median "
               f"{mp['landmarks']['median_ms']:.2f} ms); pipeline / MediaPipe-only = "
               f"{mp['pipeline_fps_over_mediapipe_only']:.2f} (issue 14 target >= 0.25); landmarks+crop / "
-              f"MediaPipe alone = {_ratio(mp['landmarks+crop_over_mediapipe_only'])} (target <= 1.2)")
+              f"MediaPipe alone = {_ratio(mp['landmarks+crop_over_mediapipe_only'])} (the stricter reading of "
+              f"<= 1.2)")
         # MediaPipe's own call is slower when anything, even sleep, separates two calls (docs/benchmarks.md): the
         # same frames again with the pipeline's rhythm separate that from what the front half adds to it
         rest = summary.stages.get("end_to_end", {}).get("median_ms")
