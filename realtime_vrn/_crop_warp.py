@@ -5,7 +5,8 @@ separable: each output row is first a weighted sum of four frame rows (contiguou
 output pixel a weighted sum of four pixels of that row. OpenCV's ``warpAffine`` evaluates the 4 x 4 taps of every
 pixel in fixed point instead; this computes the same kernel in float32 with exact sub-pixel positions (OpenCV
 rounds them to 1/32 pixel): most values equal, a grey level apart elsewhere, up to 3 on a photo's sharpest edges.
-A third of ``warpAffine``'s time for the shipped model's 96-pixel crop (docs/benchmarks.md).
+For the shipped model's 96-pixel crop: about half of ``warpAffine``'s time with the frame in cache, three
+quarters in the pipeline, where the frame rows the taps read come from memory either way (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -119,8 +119,9 @@ class CropTransform:
         """The crop of ``image``: (H, W, 3) uint8 RGB frame -> (S, S, 3) uint8 RGB, bicubic, black outside.
 
         Crop pixel (u, v) samples the frame at ``to_frame((u, v))`` with OpenCV's cubic kernel (a = -0.75),
-        separably and at exact positions (:mod:`realtime_vrn._crop_warp`): within one grey level of OpenCV's
-        ``warpAffine(..., INTER_CUBIC, BORDER_CONSTANT)`` of :attr:`matrix`, in a third of its time.
+        separably and at exact positions (:mod:`realtime_vrn._crop_warp`), in less time than OpenCV's
+        ``warpAffine(..., INTER_CUBIC, BORDER_CONSTANT)`` of :attr:`matrix`: most values equal to its, the rest a
+        grey level or two apart (up to 3 on a photo's sharpest edges; OpenCV rounds positions to 1/32 px).
         """
         check_image(image)
         from realtime_vrn._crop_warp import warp_cubic
