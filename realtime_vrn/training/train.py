@@ -423,7 +423,7 @@ def init_from(net: VRN, source: str | Path) -> None:
     grown_head = [k for k in own if k.startswith("refine.") and not any(s.startswith("refine.") for s in state)]
     problems = [f"{k}: missing in {source.name}" for k in own
                 if k not in state and k not in grown_stacks and k not in grown_head]
-    problems += [f"{k}: not in this network" for k in state if k not in own]
+    problems += [f"{k}: not in this network" for k in sorted(state) if k not in own]  # sorted: the same message
     merged = {}
     for key, value in sorted(state.items()):
         if key not in own:
