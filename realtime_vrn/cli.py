@@ -159,9 +159,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="write the landmarks of every frame to FILE.npz (replay with --landmarks)")
     p.add_argument("--pipeline", dest="pipelined", action="store_true", default=None,
                    help="find the landmarks of the next frame on a worker thread while this one is reconstructed "
-                        "(default: on when the network runs on a GPU)")
+                        "(default: on with a GPU, and for video files on two or more CPUs)")
     p.add_argument("--no-pipeline", dest="pipelined", action="store_false", default=None,
-                   help="process each frame start to end before reading the next (default on the CPU)")
+                   help="process each frame start to end before reading the next (default for cameras, "
+                        "--realtime and images on the CPU: the shortest capture-to-output latency)")
     p.add_argument("--benchmark", type=Path, metavar="FILE", help="write the run's timing summary as JSON")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with defaults for these options")
 
@@ -284,7 +285,8 @@ def _print_summary(summary) -> None:
         print(f"interrupted ({summary.signal}) after {summary.frames} frames: the outputs below hold every frame "
               f"up to there")
     print(f"{summary.frames} frames in {summary.wall_s:.1f} s: {summary.fps:.1f} FPS "
-          f"({summary.frames_without_face} without a face, {summary.dropped_frames} dropped) - {summary.backend}")
+          f"({summary.frames_without_face} without a face, {summary.dropped_frames} dropped) - {summary.backend}, "
+          f"{summary.loop} loop")
     if summary.fps_start is not None and summary.fps_end is not None:
         from realtime_vrn.pipeline import WARM_FRAMES
 

@@ -9,6 +9,7 @@ ends, the user quits or ``max_frames`` is reached.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -313,6 +314,7 @@ class RunSummary:
     fps_start: float | None = None  # FPS over the first tenth of the run (from time_trace; None: too short)
     fps_end: float | None = None  # FPS over the last tenth: a run that slows down shows it here
     backend: str = ""
+    loop: str = ""  # "sequential" or "pipelined" (see default_pipelined)
     model: str = ""
     outputs: list[str] = field(default_factory=list)  # files and folders completed and in place
     failed_outputs: list[str] = field(default_factory=list)  # "path: why" of every output that is not complete
@@ -401,12 +403,16 @@ def _run_loop(config: RunConfig, cfg: VRNConfig, backend: Backend, extractor: Su
             total = min(total, config.max_frames) if total else config.max_frames
         progress = _progress(config, source, total)
         start = time.perf_counter()
-        pipelined = config.pipelined if config.pipelined is not None else rec.on_device
+        pipelined = config.pipelined if config.pipelined is not None else default_pipelined(rec.on_device,
+                                                                                            offline_video)
+        summary.loop = "pipelined" if pipelined else "sequential"
         if config.loop and config.max_frames is None and not source.is_live:
             log.info("--loop without --max-frames: replaying %s until stopped (Ctrl-C or SIGTERM)", source.name)
         frames: Any = None
         try:
-            frames = Pipelined(rec, source).start() if pipelined else _sequential(rec, source)
+            # with --max-frames the pipelined worker stops there too (no frame prepared, or recorded, beyond it)
+            wanted = source if config.max_frames is None else itertools.islice(source, config.max_frames)
+            frames = Pipelined(rec, wanted).start() if pipelined else _sequential(rec, wanted)
             for result in frames:
                 frame = result.frame
                 if on_frame is not None:
@@ -472,6 +478,27 @@ def _open_tracker(config: RunConfig, source: Any) -> Tracker:
     if config.record_landmarks:
         return RecordingTracker(tracker, config.record_landmarks, source=source_identity(source))
     return tracker
+
+
+def default_pipelined(on_device: bool, offline_video: bool, cpus: int | None = None) -> bool:
+    """The loop a run gets without --pipeline / --no-pipeline, as measured (docs/benchmarks.md).
+
+    on_device: the network (and surface) run on a GPU: the CPU's front half hides behind it, pipelined.
+    offline_video: a video file read as fast as it can be processed (not --realtime): on two or more CPUs the
+    front half of frame N + 1 overlaps the back half of frame N, pipelined (2 cores: 1.17-1.22x the FPS; the
+    capture-to-output latency, 2.5x longer, does not matter to a file). A camera, --realtime and still images
+    stay sequential (a live face's latency: ~21 against ~54 ms), as does one CPU (nothing to overlap).
+    cpus: the CPUs this process may use (default ``cpu_threads()``).
+    """
+    if on_device:
+        return True
+    if not offline_video:
+        return False
+    if cpus is None:
+        from realtime_vrn.backends.common import cpu_threads
+
+        cpus = cpu_threads()
+    return cpus >= 2
 
 
 def _sequential(rec: Reconstructor, frames: Any):

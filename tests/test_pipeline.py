@@ -142,6 +142,41 @@ def test_pipelined_run_gives_the_sequential_meshes_in_order(plane_checkpoint, de
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-5)
 
 
+def test_the_default_loop_is_measured_per_source_and_machine(plane_checkpoint, demo_clip, face_photos,
+                                                               monkeypatch):
+    """Pipelined for a GPU, and for a video file on two or more CPUs; sequential for live sources, --realtime,
+    images and one CPU. A run says which loop it used, and prepares no frame beyond --max-frames."""
+    from realtime_vrn.backends.common import cpu_threads
+    from realtime_vrn.pipeline import Reconstructor, default_pipelined
+
+    assert default_pipelined(on_device=True, offline_video=False, cpus=1)
+    assert default_pipelined(on_device=False, offline_video=True, cpus=2)
+    assert not default_pipelined(on_device=False, offline_video=True, cpus=1)
+    assert not default_pipelined(on_device=False, offline_video=False, cpus=16)
+
+    prepared: list[int] = []
+    original = Reconstructor.prepare
+
+    def counting(self, frame):
+        prepared.append(frame.index)
+        return original(self, frame)
+
+    monkeypatch.setattr(Reconstructor, "prepare", counting)
+
+    def loop(**kw) -> str:
+        prepared.clear()
+        config = RunConfig(weights=plane_checkpoint, max_frames=5, headless=True, progress=False, **kw).validate()
+        summary = run(config)
+        assert summary.frames == len(prepared) == (1 if "image" in kw else 5)
+        return summary.loop
+
+    assert loop(video=demo_clip) == ("pipelined" if cpu_threads() >= 2 else "sequential")
+    assert loop(video=demo_clip, pipelined=True) == "pipelined"
+    assert loop(video=demo_clip, pipelined=False) == "sequential"
+    assert loop(video=demo_clip, realtime=True) == "sequential"
+    assert loop(image=face_photos[0]) == "sequential"
+
+
 class _CountingFrames:
     """Frames of one image; raises at ``fail_at``; counts how many were read."""
 
@@ -185,7 +220,7 @@ def test_recorded_landmarks_replay_the_same_run(plane_checkpoint, demo_clip, tmp
         return got
 
     recorded = meshes(record_landmarks=record)
-    assert len(ReplayTracker(record)) == 6  # sequential on the CPU (the pipelined loop may read a frame ahead)
+    assert len(ReplayTracker(record)) == 6  # the pipelined loop (the default for a file) stops at --max-frames too
     replayed = meshes(landmarks=record)
     for a, b in zip(recorded, replayed):
         np.testing.assert_array_equal(a.faces, b.faces)
