@@ -133,6 +133,12 @@ class CropTransform:
         return out
 
 
+def warm_up(size: int = CROP_SIZE) -> None:
+    """Compile (or load from numba's cache) the crop's loop now, at start-up, not on the first frame (compiling
+    takes ~2 s the first time on a machine)."""
+    CropTransform(centre=(0.0, 0.0), scale=1.0, size=size).warp(np.zeros((2, 2, 3), np.uint8))
+
+
 def _points(xy: np.ndarray) -> np.ndarray:
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim == 0 or xy.shape[-1] != 2:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from realtime_vrn.config import RunConfig
-from realtime_vrn.crop import CropTransform
+from realtime_vrn.crop import CropTransform, warm_up as warm_up_crop
 from realtime_vrn.model.guidance import NetworkInputs, mediapipe_in_crop, uses_mediapipe_depth
 from realtime_vrn.model.network import VRNConfig
 from realtime_vrn.surface.smoothing import LogitSmoother
@@ -121,8 +121,11 @@ class Reconstructor:
         self.fusion = fusion if fusion is not None and fusion.weight > 0 else None
         self.on_device = self.extractor.on_device
         self.stats = stats or LatencyStats()
-        self.inputs = NetworkInputs(cfg)  # the network input's arrays, reused frame after frame
-        warm_up_colours()  # the surface stage's last step compiled now, not on the first frame
+        # the network input's arrays, reused frame after frame; its heatmaps' loop, the crop's and the surface
+        # stage's last step compiled now, not on the first frame
+        self.inputs = NetworkInputs(cfg).warm_up()
+        warm_up_crop(cfg.input_size)
+        warm_up_colours()
 
     def process(self, frame: Any) -> Reconstruction:
         """frame: a sources.Frame (image (H, W, 3) uint8 RGB, timestamp). Never raises for a missing face."""

@@ -398,3 +398,35 @@ def test_landmarks_of_photos_are_recorded_with_every_face_reconstructed(plane_ch
     run(config)
     with np.load(record) as data:
         assert data["points"].shape == (1, 478, 3) and np.isfinite(data["points"]).all()
+
+
+def test_the_front_half_is_compiled_before_the_first_frame():
+    """The crop's loop and the heatmaps' pass are compiled (or loaded from numba's cache) by their warm-ups,
+    which the Reconstructor runs at start-up, with the types a frame brings: a real frame's crop and network
+    input then compile nothing more. In a fresh process, where no dispatcher has a signature yet."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from skimage import data
+from realtime_vrn._crop_warp import warp_cubic
+from realtime_vrn.crop import CropTransform, warm_up
+from realtime_vrn.model._heatmaps import write_heatmaps
+from realtime_vrn.model.guidance import NetworkInputs
+from realtime_vrn.model.network import VRNConfig
+
+cfg = VRNConfig(input_size=96, in_channels=71)
+assert cfg.guided and not warp_cubic.signatures and not write_heatmaps.signatures
+warm_up(cfg.input_size)
+inputs = NetworkInputs(cfg).warm_up()
+before = (len(warp_cubic.signatures), len(write_heatmaps.signatures))
+photo = data.astronaut()  # a real face: a crop of it and its network input, as a frame brings them
+points = np.array([[170.0 + 9 * (k % 10), 90.0 + 11 * (k // 10)] for k in range(68)])
+crop = CropTransform.from_landmarks(points, size=cfg.input_size)
+inputs.release(inputs.build(crop.warp(photo), crop.to_crop(points)))
+print(before, (len(warp_cubic.signatures), len(write_heatmaps.signatures)))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(1,", "1)", "(1,", "1)"]

@@ -217,6 +217,14 @@ class NetworkInputs:
         # heatmap windows written into it
         self._lent: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray] | None]] = {}
 
+    def warm_up(self) -> "NetworkInputs":
+        """Build and release one input now (a blank crop, the landmarks at its middle), so that the heatmaps'
+        compiled pass is compiled or loaded at start-up and not on the first frame; the array is reused."""
+        s = self.cfg.input_size
+        points = np.full((68, 2), (s - 1) / 2, np.float32) if self.cfg.guided else None
+        self.release(self.build(np.zeros((s, s, 3), np.uint8), points))
+        return self
+
     def build(self, crop_rgb: np.ndarray, points68_crop: np.ndarray | None = None,
               mediapipe_crop: np.ndarray | None = None) -> np.ndarray:
         """:func:`network_input`'s (1, C, S, S) float32 array (same arguments), in a released array if any."""
